@@ -1,0 +1,1 @@
+"""CareWatch composition root: settings, CLI, logging, wiring."""

@@ -1,0 +1,1 @@
+from carewatch.cli import main; raise SystemExit(main())

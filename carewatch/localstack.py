@@ -1,0 +1,263 @@
+"""Mosquitto and InfluxDB started from Debian's binaries under a local folder.
+
+The one way the project runs its own broker and database outside Docker:
+`make demo`, the test fixtures and the benchmarks all use these classes.
+Servers bind to 127.0.0.1 only; each class stops only the process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+ACL_FILE: Final = REPO_ROOT / "mosquitto" / "acl"
+HOST: Final = "127.0.0.1"
+
+
+class LocalStackError(RuntimeError):
+    """A local server could not start; the message says what to install or check."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _require(binary: str, package: str) -> str:
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin")
+    if path is None:
+        msg = f"{binary} not found: install Debian's {package} package (apt-get install {package})"
+        raise LocalStackError(msg)
+    return path
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            msg = f"{proc.args!r} exited with {proc.returncode}:\n{tail}"
+            raise LocalStackError(msg)
+        with socket.socket() as sock:
+            if sock.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.05)
+    msg = f"{proc.args!r} did not open port {port} within {timeout} s; see {log}"
+    raise LocalStackError(msg)
+
+
+class _Server:
+    """A child process with a log file; stop() ends only this PID."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder = folder
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = folder / "server.log"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        _wait_port(self.port, self.proc, self.log, 30.0)
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self._command(), stdout=out, stderr=subprocess.STDOUT, cwd=self.folder,
+                start_new_session=True,
+            )
+        self._wait_ready()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def stop(self, *, kill: bool = False, timeout: float = 20.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Mosquitto(_Server):
+    """Mosquitto with the project's ACL, per-user passwords and persistence on."""
+
+    SERVICE_USER: Final = "carewatch"
+    LOADGEN_USER: Final = "loadgen"
+
+    def __init__(
+        self,
+        folder: Path,
+        port: int | None = None,
+        *,
+        users: Iterable[tuple[str, str]] = (),
+        service_password: str = "carewatch-test",
+        loadgen_password: str = "loadgen-test",
+    ) -> None:
+        super().__init__(folder, port or free_port())
+        self.binary = _require("mosquitto", "mosquitto")
+        self.passwd_tool = _require("mosquitto_passwd", "mosquitto")
+        self.service_password = service_password
+        self.loadgen_password = loadgen_password
+        self.conf = folder / "mosquitto.conf"
+        self.passwd = folder / "passwd"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "data").mkdir(exist_ok=True)
+        self.write_config()
+        self.set_users(
+            [(self.SERVICE_USER, service_password), (self.LOADGEN_USER, loadgen_password), *users]
+        )
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        user = user or self.SERVICE_USER
+        if password is None:
+            password = {
+                self.SERVICE_USER: self.service_password,
+                self.LOADGEN_USER: self.loadgen_password,
+            }[user]
+        return f"mqtt://{user}:{password}@{HOST}:{self.port}"
+
+    def write_config(self) -> None:
+        shutil.copyfile(ACL_FILE, self.folder / "acl")
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "per_listener_settings false",
+                    # As root, mosquitto would switch to the `mosquitto` user, which
+                    # cannot read a private temporary folder; stay who started it.
+                    *(["user root"] if os.geteuid() == 0 else []),
+                    f"listener {self.port} {HOST}",
+                    "allow_anonymous false",
+                    f"password_file {self.passwd}",
+                    f"acl_file {self.folder / 'acl'}",
+                    "persistence true",
+                    f"persistence_location {self.folder / 'data'}/",
+                    "autosave_interval 60",
+                    # The default of 1000 would drop QoS 1 messages queued for a slow
+                    # or absent ingester; its Receive Maximum bounds what is in flight.
+                    "max_queued_messages 0",
+                    "max_queued_bytes 0",
+                    "max_inflight_messages 0",
+                    "max_packet_size 16384",
+                    "persistent_client_expiration 14d",
+                    "log_dest stdout",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "",
+                ]
+            )
+        )
+
+    def set_users(self, users: Iterable[tuple[str, str]]) -> None:
+        """Write the password file (plain, then hashed by mosquitto_passwd -U); reload if running."""
+        lines = [f"{user}:{password}" for user, password in users]
+        self.passwd.write_text("\n".join(lines) + "\n")
+        os.chmod(self.passwd, 0o600)
+        subprocess.run([self.passwd_tool, "-U", str(self.passwd)], check=True)
+        self.reload()
+
+    def add_users(self, users: Iterable[tuple[str, str]]) -> None:
+        existing = self.passwd.read_text()
+        plain = "\n".join(f"{u}:{p}" for u, p in users)
+        tmp = self.folder / "passwd.new"
+        tmp.write_text(plain + "\n")
+        subprocess.run([self.passwd_tool, "-U", str(tmp)], check=True)
+        self.passwd.write_text(existing + tmp.read_text())
+        tmp.unlink()
+        self.reload()
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto rereads the password and ACL files without dropping clients."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.2)
+
+    def _command(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf)]
+
+
+class InfluxDB(_Server):
+    """InfluxDB 1.x (`influxd`, Debian's influxdb package) with its data in the folder."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        super().__init__(folder, port or free_port())
+        self.binary = _require("influxd", "influxdb")
+        self.rpc_port = free_port()
+        self.conf = folder / "influxdb.conf"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "reporting-disabled = true",
+                    f'bind-address = "{HOST}:{self.rpc_port}"',
+                    "[meta]",
+                    f'  dir = "{folder / "meta"}"',
+                    "  logging-enabled = false",
+                    "[data]",
+                    f'  dir = "{folder / "data"}"',
+                    f'  wal-dir = "{folder / "wal"}"',
+                    "  query-log-enabled = false",
+                    "[monitor]",
+                    "  store-enabled = false",
+                    "[subscriber]",
+                    "  enabled = false",
+                    "[continuous_queries]",
+                    "  enabled = false",
+                    "[http]",
+                    f'  bind-address = "{HOST}:{self.port}"',
+                    "  log-enabled = false",
+                    "  pprof-enabled = false",
+                    "",
+                ]
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _command(self) -> list[str]:
+        return [self.binary, "-config", str(self.conf)]
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                msg = f"influxd exited with {self.proc.returncode}:\n{tail}"
+                raise LocalStackError(msg)
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                    if resp.status < 300:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        msg = f"influxd did not answer /ping on port {self.port} within 60 s; see {self.log}"
+        raise LocalStackError(msg)

@@ -1,0 +1,144 @@
+"""The one settings class: environment variables `CAREWATCH_*`, optionally a TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "CAREWATCH_CONFIG"
+
+
+class IngestTuning(BaseModel):
+    """Knobs of the ingest path; the defaults suit a small site."""
+
+    batch_size: int = Field(5000, ge=1, le=100_000, description="points per InfluxDB write")
+    flush_interval: float = Field(0.2, gt=0, le=60, description="seconds a partial batch waits")
+    receive_maximum: int = Field(
+        20_000, ge=1, le=65_535, description="MQTT 5 in-flight window: unacked messages at most"
+    )
+    session_expiry: int = Field(
+        7 * 24 * 3600, ge=60, description="seconds the broker keeps our session while we are away"
+    )
+    client_id: str = Field("carewatch-ingest", description="MQTT client id; fixed, so the session persists")
+    max_payload_bytes: int = Field(4096, ge=64)
+    max_future_skew: float = Field(300.0, ge=0, description="seconds a ts may lie in the future")
+    max_age: float = Field(7 * 24 * 3600.0, ge=60, description="seconds a ts may lie in the past")
+    retry_attempts: int = Field(3, ge=1, description="InfluxDB tries before a batch goes to the spool")
+    retry_backoff: float = Field(0.2, gt=0, description="first retry delay, doubled each time")
+    spool_replay_interval: float = Field(2.0, gt=0)
+    downstream_queue: int = Field(10_000, ge=1, description="readings queued for the rules at most")
+    deadletter_topic: str = "cw/v1/deadletter"
+    devices_file: Path | None = Field(
+        None, description="CSV of device_id,kind,grid,building,category giving tags to points"
+    )
+
+
+class Settings(BaseSettings):
+    """Everything an operator sets. Build once in an entry point and pass it in."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAREWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_share_group: str | None = None
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "carewatch"
+    influx_token: str | None = None
+    database_url: str | None = None
+    state_dir: Path = Path("./var")
+    http_listen: str = "127.0.0.1:8000"
+    log_format: str = Field("console", pattern="^(console|json)$")
+    log_level: str = "INFO"
+    ingest: IngestTuning = IngestTuning()
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            msg = f"CAREWATCH_MQTT_URL must look like mqtt://user:pass@host:1883, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("http_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            msg = f"CAREWATCH_HTTP_LISTEN must be host:port such as 127.0.0.1:8000, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                msg = f"{CONFIG_FILE_ENV}={config_file} does not name a readable TOML file"
+                raise FileNotFoundError(msg)
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # Derived views, so no other module parses URLs.
+
+    @property
+    def mqtt(self) -> MqttTarget:
+        return MqttTarget.from_url(self.mqtt_url)
+
+    @property
+    def http_host_port(self) -> tuple[str, int]:
+        host, _, port = self.http_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def database_url_resolved(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.state_dir / 'carewatch.db'}"
+
+
+class MqttTarget(BaseModel):
+    """A broker address with credentials, parsed from CAREWATCH_MQTT_URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def from_url(cls, url: str) -> MqttTarget:
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and CAREWATCH_CONFIG's TOML file); explicit overrides win."""
+    return Settings(**overrides)

@@ -1,0 +1,391 @@
+"""The ingest side of MQTT 5: a lean asyncio subscriber with explicit acknowledgements.
+
+Why not aiomqtt or paho on this path: both acknowledge a QoS 1 message as soon
+as it is read (aiomqtt reaches paho's manual acks only through a private
+attribute), paho reads every packet with three `recv` calls, and each PUBACK
+is its own `send`. Here a chunk of bytes is parsed into many PUBLISH packets
+in one pass, PUBACKs go out only when the caller says the messages are
+durable, in one write per batch, and MQTT 5 Receive Maximum bounds what the
+broker may have in flight to us. Simulators and tests use aiomqtt and paho.
+
+Only what a subscriber needs is implemented: CONNECT (persistent session:
+clean start off, a session expiry), SUBSCRIBE, PUBLISH in at QoS 0/1, PUBACK,
+QoS 0 PUBLISH out (dead letters), PINGREQ and DISCONNECT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from ingest.exceptions import MqttProtocolError, MqttRefusedError
+
+log = logging.getLogger(__name__)
+
+# Packet types (upper nibble of the first byte).
+CONNECT: Final = 0x10
+CONNACK: Final = 0x20
+PUBLISH: Final = 0x30
+PUBACK: Final = 0x40
+SUBSCRIBE: Final = 0x82
+SUBACK: Final = 0x90
+PINGREQ: Final = b"\xc0\x00"
+PINGRESP: Final = 0xD0
+DISCONNECT: Final = 0xE0
+
+# Every PUBACK there can be, so a batch of acks is one bytes.join.
+_PUBACKS: Final = tuple(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)) for pid in range(65536))
+
+CONNACK_REASONS: Final = {
+    0x80: "unspecified error",
+    0x84: "unsupported protocol version",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorized",
+    0x88: "server unavailable",
+    0x89: "server busy",
+    0x8A: "banned",
+    0x8C: "bad authentication method",
+    0x95: "packet too large",
+    0x97: "quota exceeded",
+    0x9F: "connection rate exceeded",
+}
+
+# on_publish(topic, payload, packet_id, qos, dup); packet_id is 0 for QoS 0.
+PublishHandler = Callable[[str, bytes, int, int, bool], None]
+
+
+def encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _str(value: str) -> bytes:
+    raw = value.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes((first,)) + encode_varint(len(body)) + body
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """How to connect: the broker, who we are, what to subscribe to."""
+
+    host: str
+    port: int
+    client_id: str
+    topic_filter: str
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    keepalive: int = 30
+    session_expiry: int = 7 * 24 * 3600
+    receive_maximum: int = 20_000
+    connect_timeout: float = 10.0
+
+
+def connect_packet(opts: SessionOptions) -> bytes:
+    flags = 0  # clean start off: the broker keeps what arrives while we are away
+    payload = _str(opts.client_id)
+    if opts.username is not None:
+        flags |= 0x80
+        payload += _str(opts.username)
+    if opts.password is not None:
+        flags |= 0x40
+        payload += _str(opts.password)
+    props = (
+        b"\x11" + opts.session_expiry.to_bytes(4, "big")
+        + b"\x21" + opts.receive_maximum.to_bytes(2, "big")
+    )
+    variable = (
+        _str("MQTT") + bytes((5, flags)) + opts.keepalive.to_bytes(2, "big")
+        + encode_varint(len(props)) + props
+    )
+    return _packet(CONNECT, variable + payload)
+
+
+def subscribe_packet(packet_id: int, topic_filter: str, qos: int = 1) -> bytes:
+    body = packet_id.to_bytes(2, "big") + b"\x00" + _str(topic_filter) + bytes((qos,))
+    return _packet(SUBSCRIBE, body)
+
+
+def publish_qos0_packet(topic: str, payload: bytes) -> bytes:
+    return _packet(PUBLISH, _str(topic) + b"\x00" + payload)
+
+
+def puback_packets(packet_ids: Iterable[int]) -> bytes:
+    table = _PUBACKS
+    return b"".join([table[pid] for pid in packet_ids])
+
+
+class _Protocol(asyncio.Protocol):
+    """One connection: parses what arrives, hands PUBLISH to the handler."""
+
+    def __init__(self, on_publish: PublishHandler) -> None:
+        self._on_publish = on_publish
+        self._buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.connack: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self.suback: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self.last_pingresp = asyncio.get_running_loop().time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in (self.connack, self.suback):
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection closed by the broker"))
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        n = len(buf)
+        pos = 0
+        on_publish = self._on_publish
+        try:
+            while n - pos >= 2:
+                first = buf[pos]
+                # Remaining length: a variable byte integer of at most four bytes.
+                i = pos + 1
+                length = 0
+                shift = 0
+                complete = False
+                while i < n:
+                    byte = buf[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    if byte < 0x80:
+                        complete = True
+                        break
+                    shift += 7
+                    if shift > 21:
+                        msg = "malformed remaining length"
+                        raise MqttProtocolError(msg)
+                if not complete:
+                    break
+                end = i + length
+                if end > n:
+                    break
+                if first & 0xF0 == PUBLISH:
+                    qos = (first >> 1) & 0x03
+                    tlen = (buf[i] << 8) | buf[i + 1]
+                    j = i + 2 + tlen
+                    topic = buf[i + 2 : j].decode()
+                    if qos:
+                        packet_id = (buf[j] << 8) | buf[j + 1]
+                        j += 2
+                    else:
+                        packet_id = 0
+                    # Properties: a variable byte integer length, then that many bytes.
+                    plen = buf[j]
+                    if plen < 0x80:
+                        j += 1 + plen
+                    else:
+                        k, plen, shift = j, 0, 0
+                        while True:
+                            byte = buf[k]
+                            k += 1
+                            plen |= (byte & 0x7F) << shift
+                            if byte < 0x80:
+                                break
+                            shift += 7
+                        j = k + plen
+                    on_publish(topic, bytes(buf[j:end]), packet_id, qos, bool(first & 0x08))
+                else:
+                    self._control(first, bytes(buf[i:end]))
+                pos = end
+        except (MqttProtocolError, IndexError, UnicodeDecodeError) as exc:
+            log.error("closing the MQTT connection: unreadable packet from the broker: %s", exc)
+            del buf[:]
+            if self.transport is not None:
+                self.transport.close()
+            return
+        del buf[:pos]
+
+    def _control(self, first: int, body: bytes) -> None:
+        kind = first & 0xF0
+        if kind == CONNACK:
+            if not self.connack.done():
+                self.connack.set_result((bool(body[0] & 0x01), body[1]))
+        elif kind == SUBACK & 0xF0:
+            # packet id (2), properties, then one reason code per filter.
+            plen = body[2]
+            code = body[3 + plen] if len(body) > 3 + plen else 0x80
+            if not self.suback.done():
+                self.suback.set_result(code)
+        elif kind == PINGRESP:
+            self.last_pingresp = asyncio.get_running_loop().time()
+        elif kind == DISCONNECT:
+            reason = body[0] if body else 0
+            log.warning("the broker disconnected us, reason code 0x%02x", reason)
+        # PUBACK for our QoS 0 publishes cannot happen; anything else is ignored.
+
+
+class MqttSubscriber:
+    """A persistent MQTT 5 subscription that reconnects with jittered backoff.
+
+    `generation` grows by one per connection: packet ids are only meaningful on
+    the connection they came from, so acks for an older one are dropped (the
+    broker redelivers those messages, and writes are idempotent).
+    """
+
+    def __init__(
+        self,
+        opts: SessionOptions,
+        on_publish: PublishHandler,
+        *,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._opts = opts
+        self._on_publish = on_publish
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._rng = rng or random.Random()
+        self._proto: _Protocol | None = None
+        self.generation = 0
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self._paused = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected and subscribed until `stop` is set."""
+        delay = self._backoff_min
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                delay = self._backoff_min
+            except MqttRefusedError as exc:
+                log.error("%s", exc)
+            except (OSError, ConnectionError, TimeoutError, MqttProtocolError) as exc:
+                log.warning(
+                    "MQTT connection to %s:%d failed: %s", self._opts.host, self._opts.port, exc
+                )
+            if stop.is_set():
+                break
+            sleep = delay * (0.5 + self._rng.random())
+            delay = min(delay * 2, self._backoff_max)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=sleep)
+            except TimeoutError:
+                pass
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        opts = self._opts
+        ssl_ctx = ssl.create_default_context() if opts.tls else None
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: _Protocol(self._on_publish), opts.host, opts.port, ssl=ssl_ctx
+            ),
+            timeout=opts.connect_timeout,
+        )
+        assert proto.transport is not None
+        transport = proto.transport
+        # A new generation from the first byte: with a session present the broker
+        # sends queued messages right after CONNACK, before our SUBACK.
+        self.generation += 1
+        self._proto = proto
+        if self._paused:
+            transport.pause_reading()
+        try:
+            transport.write(connect_packet(opts))
+            session_present, code = await asyncio.wait_for(proto.connack, opts.connect_timeout)
+            if code >= 0x80:
+                reason = CONNACK_REASONS.get(code, "refused")
+                msg = (
+                    f"the broker at {opts.host}:{opts.port} refused us: {reason} (0x{code:02x});"
+                    " check the user name and password in CAREWATCH_MQTT_URL and the broker ACL"
+                )
+                raise MqttRefusedError(msg)
+            transport.write(subscribe_packet(1, opts.topic_filter))
+            code = await asyncio.wait_for(proto.suback, opts.connect_timeout)
+            if code >= 0x80:
+                msg = (
+                    f"the broker refused our subscription to {opts.topic_filter!r} (0x{code:02x});"
+                    " the service user needs read access to it in the ACL"
+                )
+                raise MqttRefusedError(msg)
+            self.connects += 1
+            self.connected.set()
+            log.info(
+                "MQTT connected to %s:%d as %s (session present: %s), subscribed to %s",
+                opts.host, opts.port, opts.client_id, session_present, opts.topic_filter,
+            )
+            await self._keepalive(proto, stop)
+        finally:
+            self.connected.clear()
+            self._proto = None
+            if not transport.is_closing():
+                if stop.is_set():
+                    transport.write(bytes((DISCONNECT, 0)))
+                transport.close()
+
+    async def _keepalive(self, proto: _Protocol, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        interval = max(self._opts.keepalive / 2, 0.5)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {proto.closed, stopping}, timeout=interval, return_when="FIRST_COMPLETED"
+                )
+                if stopping in done:
+                    return
+                if proto.closed in done:
+                    exc = proto.closed.result()
+                    raise ConnectionError(f"connection lost: {exc or 'closed by the broker'}")
+                if loop.time() - proto.last_pingresp > self._opts.keepalive * 1.5:
+                    raise TimeoutError("the broker stopped answering pings")
+                if proto.transport is not None:
+                    proto.transport.write(PINGREQ)
+        finally:
+            stopping.cancel()
+
+    def ack(self, packet_ids: list[int], generation: int) -> bool:
+        """Send PUBACKs for messages of connection `generation`; False if it is gone."""
+        proto = self._proto
+        if proto is None or generation != self.generation or proto.transport is None:
+            return False
+        if packet_ids:
+            proto.transport.write(puback_packets(packet_ids))
+        return True
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """QoS 0 publish on the current connection (dead letters); False when offline."""
+        proto = self._proto
+        if proto is None or proto.transport is None:
+            return False
+        proto.transport.write(publish_qos0_packet(topic, payload))
+        return True
+
+    def pause(self) -> None:
+        """Stop reading from the broker (backpressure); MQTT flow control does the rest."""
+        self._paused = True
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.pause_reading()
+
+    def resume(self) -> None:
+        self._paused = False
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.resume_reading()

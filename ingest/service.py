@@ -1,0 +1,129 @@
+"""The ingest service assembled from settings: subscriber, pipeline, writer, spool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from carewatch.settings import Settings
+from devices.decode import Decoder
+from devices.directory import load_devices_csv
+from devices.topics import SUBSCRIPTION
+from ingest.deadletter import DeadLetters
+from ingest.influx import InfluxClient
+from ingest.lineprotocol import LineEncoder
+from ingest.metrics import IngestMetrics
+from ingest.mqtt import MqttSubscriber, SessionOptions
+from ingest.pipeline import Ingester, ReadingConsumer
+from ingest.spool import Spool
+from ingest.status import DeviceStatusBook
+from ingest.writer import TelemetryWriter
+
+log = logging.getLogger(__name__)
+
+
+class IngestService:
+    """Owns the ingest parts and their tasks; `run` until `stop` is set, then flush."""
+
+    def __init__(self, settings: Settings, consumers: Sequence[ReadingConsumer] = ()) -> None:
+        tuning = settings.ingest
+        self.settings = settings
+        self.metrics = IngestMetrics()
+        self.status = DeviceStatusBook()
+        state_dir = settings.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.influx = InfluxClient(
+            settings.influx_url, settings.influx_database, settings.influx_token
+        )
+        self.spool = Spool(state_dir / "spool")
+        self.writer = TelemetryWriter(
+            self.influx,
+            self.spool,
+            self.metrics,
+            attempts=tuning.retry_attempts,
+            backoff=tuning.retry_backoff,
+            replay_interval=tuning.spool_replay_interval,
+        )
+        self.deadletters = DeadLetters(state_dir / "deadletter.jsonl")
+        devices = load_devices_csv(tuning.devices_file) if tuning.devices_file else {}
+        self.ingester = Ingester(
+            decoder=Decoder(
+                max_payload_bytes=tuning.max_payload_bytes,
+                max_future_ms=int(tuning.max_future_skew * 1000),
+                max_age_ms=int(tuning.max_age * 1000),
+            ),
+            encoder=LineEncoder.from_devices(devices),
+            writer=self.writer,
+            deadletters=self.deadletters,
+            metrics=self.metrics,
+            status=self.status,
+            batch_size=tuning.batch_size,
+            flush_interval=tuning.flush_interval,
+            max_pending=tuning.receive_maximum + tuning.batch_size,
+            deadletter_topic=tuning.deadletter_topic,
+            consumers=consumers,
+            downstream_high=tuning.downstream_queue,
+        )
+        mqtt = settings.mqtt
+        topic_filter = SUBSCRIPTION
+        if settings.mqtt_share_group:
+            topic_filter = f"$share/{settings.mqtt_share_group}/{SUBSCRIPTION}"
+        self.subscriber = MqttSubscriber(
+            SessionOptions(
+                host=mqtt.host,
+                port=mqtt.port,
+                tls=mqtt.tls,
+                username=mqtt.username,
+                password=mqtt.password,
+                client_id=tuning.client_id,
+                topic_filter=topic_filter,
+                session_expiry=tuning.session_expiry,
+                receive_maximum=tuning.receive_maximum,
+            ),
+            self.ingester.on_publish,
+        )
+        self.ingester.attach(self.subscriber)
+        deadletter_topic = tuning.deadletter_topic
+        self.deadletters.set_publisher(
+            lambda line: self.subscriber.publish(deadletter_topic, line)
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.influx.ensure_database()
+        if len(self.spool):
+            log.info("found %d spooled batches from an earlier run; replaying", len(self.spool))
+        mqtt_stop = asyncio.Event()
+        mqtt = asyncio.create_task(self.subscriber.run(mqtt_stop), name="ingest-mqtt")
+        tasks = [
+            asyncio.create_task(self.ingester.flush_forever(), name="ingest-flush"),
+            asyncio.create_task(self.writer.replay_forever(), name="ingest-replay"),
+            asyncio.create_task(self.ingester.run_downstream(), name="ingest-downstream"),
+            asyncio.create_task(self._watch(stop), name="ingest-watch"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            # Stop reading, make what was read durable and acknowledge it while the
+            # connection stands; whatever stays unacknowledged the broker sends again.
+            self.subscriber.pause()
+            try:
+                await self.ingester.flush()
+            finally:
+                mqtt_stop.set()
+                await mqtt
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await self.influx.aclose()
+                self.deadletters.close()
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.metrics.mqtt_connected = self.subscriber.connected.is_set()
+            self.metrics.mqtt_connects = self.subscriber.connects
+            self.metrics.devices_seen = len(self.status.devices)
+            await asyncio.sleep(0.5)
