@@ -189,7 +189,7 @@ class _Protocol(asyncio.Protocol):
                     qos = (first >> 1) & 0x03
                     tlen = (buf[i] << 8) | buf[i + 1]
                     j = i + 2 + tlen
-                    topic = buf[i + 2 : j].decode()
+                    topic = buf[i + 2 : j].decode(errors="replace")
                     if qos:
                         packet_id = (buf[j] << 8) | buf[j + 1]
                         j += 2

@@ -21,3 +21,7 @@ class ConfigError(SimulatorError, ValueError):
 
 class CredentialsError(SimulatorError):
     """Device passwords could not be written (for example mosquitto_passwd is missing)."""
+
+
+class LinkDown(SimulatorError):
+    """A publish did not reach the broker: the connection is down or the PUBACK timed out."""

@@ -43,7 +43,7 @@ _CITY_LON: Final = 120.1420
 
 
 def rng_for(seed: int, name: str) -> random.Random:
-    """A generator seeded from (seed, name) with a stable hash (str hash() is salted per process)."""
+    """A generator seeded from (seed, name) by a stable hash (str hash() is salted)."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
@@ -145,7 +145,11 @@ def read_manifest(path: Path | str) -> list[ManifestEntry]:
             try:
                 entries.append(
                     ManifestEntry(
-                        device_id, Kind(kind), grid, building, Category(category) if category else None
+                        device_id,
+                        Kind(kind),
+                        grid,
+                        building,
+                        Category(category) if category else None,
                     )
                 )
             except ValueError as exc:

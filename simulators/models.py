@@ -165,6 +165,8 @@ class FleetReport:
     incidents: tuple[Incident, ...]
     all_connected_after: float | None = None  # seconds until every device was connected once
     peak_connected: int = 0
+    # ts of the first and last message each incident shaped (silent incidents shape none).
+    effects: dict[Incident, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def published(self) -> int:

@@ -112,7 +112,7 @@ def _field(table: Mapping[str, object], key: str, where: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        msg = f"{where}: `{key}` must be a string such as \"5m\" or a number of seconds"
+        msg = f'{where}: `{key}` must be a string such as "5m" or a number of seconds'
         raise ScenarioError(msg)
     return str(value)
 
@@ -134,7 +134,7 @@ def parse_toml(text: str, source: str = "<toml>") -> list[Incident]:
     incidents: list[Incident] = []
     specs = data.get("specs", [])
     if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
-        msg = f"{source}: `specs` must be a list of strings such as \"fall@w0003+5m\""
+        msg = f'{source}: `specs` must be a list of strings such as "fall@w0003+5m"'
         raise ScenarioError(msg)
     incidents.extend(parse_spec(s) for s in specs)
     tables = data.get("incident", [])
