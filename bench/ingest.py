@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from carewatch.localstack import HOST, InfluxDB, Mosquitto  # noqa: E402
-from tests.helpers import influx_query  # noqa: E402
+from carewatch.localstack import HOST, InfluxDB, Mosquitto
+from tests.helpers import influx_query
 
 
 def make_payloads(folder: Path, devices: int, messages: int, start_ms: int) -> list[Path]:
@@ -38,9 +38,18 @@ def make_payloads(folder: Path, devices: int, messages: int, start_ms: int) -> l
             for i in range(per_device):
                 out.write(
                     json.dumps(
-                        {"ts": start_ms + i, "seq": i, "hr": 60 + (i * 7 + d) % 40,
-                         "spo2": 94 + i % 6, "sbp": 110 + i % 30, "dbp": 70 + i % 15,
-                         "temp": 36.2 + (i % 8) / 10, "steps": i, "battery": 90, "worn": True},
+                        {
+                            "ts": start_ms + i,
+                            "seq": i,
+                            "hr": 60 + (i * 7 + d) % 40,
+                            "spo2": 94 + i % 6,
+                            "sbp": 110 + i % 30,
+                            "dbp": 70 + i % 15,
+                            "temp": 36.2 + (i % 8) / 10,
+                            "steps": i,
+                            "battery": 90,
+                            "worn": True,
+                        },
                         separators=(",", ":"),
                     )
                     + "\n"
@@ -57,9 +66,26 @@ def publish_all(broker: Mosquitto, files: list[Path], tag: str) -> tuple[float, 
         device = path.stem
         procs.append(
             subprocess.Popen(
-                ["mosquitto_pub", "-h", HOST, "-p", str(broker.port), "-u", "loadgen",
-                 "-P", broker.loadgen_password, "-i", f"bench-{tag}-{device}", "-q", "1",
-                 "-M", "1000", "-t", f"cw/v1/wristband/{device}/telemetry", "-l"],
+                [
+                    "mosquitto_pub",
+                    "-h",
+                    HOST,
+                    "-p",
+                    str(broker.port),
+                    "-u",
+                    "loadgen",
+                    "-P",
+                    broker.loadgen_password,
+                    "-i",
+                    f"bench-{tag}-{device}",
+                    "-q",
+                    "1",
+                    "-M",
+                    "1000",
+                    "-t",
+                    f"cw/v1/wristband/{device}/telemetry",
+                    "-l",
+                ],
                 stdin=path.open("rb"),
             )
         )
@@ -71,17 +97,38 @@ def publish_all(broker: Mosquitto, files: list[Path], tag: str) -> tuple[float, 
 
 def bench_c_subscriber(broker: Mosquitto, files: list[Path], total: int) -> dict[str, float]:
     sub = subprocess.Popen(
-        ["mosquitto_sub", "-h", HOST, "-p", str(broker.port), "-u", "loadgen",
-         "-P", broker.loadgen_password, "-i", "bench-sub", "-q", "1", "-V", "mqttv5",
-         "-t", "cw/v1/wristband/+/telemetry", "-C", str(total)],
+        [
+            "mosquitto_sub",
+            "-h",
+            HOST,
+            "-p",
+            str(broker.port),
+            "-u",
+            "loadgen",
+            "-P",
+            broker.loadgen_password,
+            "-i",
+            "bench-sub",
+            "-q",
+            "1",
+            "-V",
+            "mqttv5",
+            "-t",
+            "cw/v1/wristband/+/telemetry",
+            "-C",
+            str(total),
+        ],
         stdout=subprocess.DEVNULL,
     )
     time.sleep(1.0)
     start, published = publish_all(broker, files, "sub")
     sub.wait(600)
     end = time.monotonic()
-    return {"rate": total / (end - start), "publish_rate": total / (published - start),
-            "seconds": end - start}
+    return {
+        "rate": total / (end - start),
+        "publish_rate": total / (published - start),
+        "seconds": end - start,
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -91,18 +138,21 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def bench_ingest(broker: Mosquitto, influx: InfluxDB, files: list[Path], total: int,
-                 state: Path) -> dict[str, float]:
+def bench_ingest(
+    broker: Mosquitto, influx: InfluxDB, files: list[Path], total: int, state: Path
+) -> dict[str, float]:
     database = "bench"
     env = dict(os.environ)
-    env.update({
-        "CAREWATCH_MQTT_URL": broker.url(),
-        "CAREWATCH_INFLUX_URL": influx.url,
-        "CAREWATCH_INFLUX_DATABASE": database,
-        "CAREWATCH_STATE_DIR": str(state),
-        "CAREWATCH_HTTP_LISTEN": f"{HOST}:{_free_port()}",
-        "CAREWATCH_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "CAREWATCH_MQTT_URL": broker.url(),
+            "CAREWATCH_INFLUX_URL": influx.url,
+            "CAREWATCH_INFLUX_DATABASE": database,
+            "CAREWATCH_STATE_DIR": str(state),
+            "CAREWATCH_HTTP_LISTEN": f"{HOST}:{_free_port()}",
+            "CAREWATCH_LOG_LEVEL": "WARNING",
+        }
+    )
     proc = subprocess.Popen([sys.executable, "-m", "carewatch", "ingest"], env=env)
     metrics_url = f"http://{env['CAREWATCH_HTTP_LISTEN']}/healthz"
     _wait(lambda: _healthy(metrics_url), 30)
@@ -127,8 +177,13 @@ def bench_ingest(broker: Mosquitto, influx: InfluxDB, files: list[Path], total: 
     count = landed()
     proc.terminate()
     proc.wait(30)
-    return {"rate": total / (end - start), "publish_rate": total / (published - start),
-            "seconds": end - start, "queryable": count, "peak_rss_mb": peak}
+    return {
+        "rate": total / (end - start),
+        "publish_rate": total / (published - start),
+        "seconds": end - start,
+        "queryable": count,
+        "peak_rss_mb": peak,
+    }
 
 
 def _free_port() -> int:
@@ -169,15 +224,21 @@ def main() -> int:
         try:
             start_ms = int(time.time() * 1000) - 3_600_000
             files = make_payloads(root, args.devices, total, start_ms)
-            print(f"{total} messages from {args.devices} devices, QoS 1, "
-                  f"broker and InfluxDB on this machine ({os.cpu_count()} cores)")
+            print(
+                f"{total} messages from {args.devices} devices, QoS 1, "
+                f"broker and InfluxDB on this machine ({os.cpu_count()} cores)"
+            )
             c_sub = bench_c_subscriber(broker, files, total)
-            print(f"mosquitto_sub (C) received   {c_sub['rate']:>9,.0f} msg/s "
-                  f"({c_sub['seconds']:.1f} s; publishers {c_sub['publish_rate']:,.0f} msg/s)")
+            print(
+                f"mosquitto_sub (C) received   {c_sub['rate']:>9,.0f} msg/s "
+                f"({c_sub['seconds']:.1f} s; publishers {c_sub['publish_rate']:,.0f} msg/s)"
+            )
             ours = bench_ingest(broker, influx, files, total, root / "state")
-            print(f"carewatch ingest end-to-end  {ours['rate']:>9,.0f} msg/s "
-                  f"({ours['seconds']:.1f} s to queryable; publishers "
-                  f"{ours['publish_rate']:,.0f} msg/s)")
+            print(
+                f"carewatch ingest end-to-end  {ours['rate']:>9,.0f} msg/s "
+                f"({ours['seconds']:.1f} s to queryable; publishers "
+                f"{ours['publish_rate']:,.0f} msg/s)"
+            )
             print(f"points queryable in InfluxDB {ours['queryable']:>9,} of {total:,}")
             print(f"ingester peak RSS            {ours['peak_rss_mb']:>9.0f} MB")
             print(f"ratio ingest / C subscriber  {ours['rate'] / c_sub['rate']:>9.2f}")

@@ -1,1 +1,3 @@
-from carewatch.cli import main; raise SystemExit(main())
+from carewatch.cli import main
+
+raise SystemExit(main())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -13,12 +12,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pydantic import ValidationError
 
 from carewatch.logs import configure_logging
-from carewatch.settings import Settings, load_settings
+from carewatch.runtime import serve
+from carewatch.settings import load_settings
 
 log = logging.getLogger("carewatch")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from simulators import cli as simulate_cli
+
     parser = argparse.ArgumentParser(
         prog="carewatch",
         description="CareWatch: wristbands and smart bins for community elderly care.",
@@ -27,49 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="ingest and the HTTP API in one process (a small site)")
     sub.add_parser("ingest", help="only the MQTT -> InfluxDB ingester, with /metrics and /healthz")
     sub.add_parser("api", help="only the HTTP API")
-    simulate = sub.add_parser("simulate", help="drive a simulated fleet of wristbands and bins")
-    try:
-        from simulators import cli as simulate_cli
-    except ImportError:  # TEMP until simulators.cli lands
-        pass
-    else:
-        simulate_cli.add_arguments(simulate)
-    return parser
-
-
-async def _serve(settings: Settings, *, ingest: bool, stop: asyncio.Event) -> None:
-    import uvicorn
-
-    from api.main import create_app
-    from ingest.service import IngestService
-
-    service = IngestService(settings) if ingest else None
-    host, port = settings.http_host_port
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, service),
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
+    sub.add_parser(
+        "demo",
+        help="the whole stack locally: Mosquitto, InfluxDB, the service and a simulated fleet",
     )
-    # uvicorn would install its own signal handlers; ours stop every part together.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    tasks = [asyncio.create_task(server.serve(), name="http")]
-    if service is not None:
-        tasks.append(asyncio.create_task(service.run(stop), name="ingest"))
-    log.info("listening on http://%s:%d (metrics at /metrics, health at /healthz)", host, port)
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    stop.set()
-    server.should_exit = True
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    for task in done:
-        if task is not stopper and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    simulate = sub.add_parser("simulate", help="drive a simulated fleet of wristbands and bins")
+    simulate_cli.add_arguments(simulate)
+    return parser
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -95,8 +61,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from simulators import cli as simulate_cli
 
         return simulate_cli.main(args, settings)
-    ingest = args.command in ("run", "ingest")
-    _run_until_signal(lambda stop: _serve(settings, ingest=ingest, stop=stop))
+    if args.command == "demo":
+        from carewatch.demo import run_demo
+
+        _run_until_signal(lambda stop: run_demo(settings, stop))
+        return 0
+    from ingest.service import IngestService
+
+    async def run(stop: asyncio.Event) -> None:
+        service = IngestService(settings) if args.command in ("run", "ingest") else None
+        await serve(settings, stop, service=service)
+
+    _run_until_signal(run)
     return 0
 
 

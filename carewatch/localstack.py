@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from simulators.credentials import write_passwd_file
+
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 ACL_FILE: Final = REPO_ROOT / "mosquitto" / "acl"
 HOST: Final = "127.0.0.1"
@@ -79,7 +81,10 @@ class _Server:
         self.folder.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self._command(), stdout=out, stderr=subprocess.STDOUT, cwd=self.folder,
+                self._command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
                 start_new_session=True,
             )
         self._wait_ready()
@@ -121,7 +126,6 @@ class Mosquitto(_Server):
     ) -> None:
         super().__init__(folder, port or free_port())
         self.binary = _require("mosquitto", "mosquitto")
-        self.passwd_tool = _require("mosquitto_passwd", "mosquitto")
         self.service_password = service_password
         self.loadgen_password = loadgen_password
         self.conf = folder / "mosquitto.conf"
@@ -175,21 +179,17 @@ class Mosquitto(_Server):
         )
 
     def set_users(self, users: Iterable[tuple[str, str]]) -> None:
-        """Write the password file (plain, then hashed by mosquitto_passwd -U); reload if running."""
-        lines = [f"{user}:{password}" for user, password in users]
-        self.passwd.write_text("\n".join(lines) + "\n")
-        os.chmod(self.passwd, 0o600)
-        subprocess.run([self.passwd_tool, "-U", str(self.passwd)], check=True)
+        """Write the password file (hashed by mosquitto_passwd -U); reload if running."""
+        write_passwd_file(self.passwd, users)
         self.reload()
 
     def add_users(self, users: Iterable[tuple[str, str]]) -> None:
+        """Add device accounts to the running broker (hashed, then SIGHUP)."""
         existing = self.passwd.read_text()
-        plain = "\n".join(f"{u}:{p}" for u, p in users)
-        tmp = self.folder / "passwd.new"
-        tmp.write_text(plain + "\n")
-        subprocess.run([self.passwd_tool, "-U", str(tmp)], check=True)
-        self.passwd.write_text(existing + tmp.read_text())
-        tmp.unlink()
+        fresh = self.folder / "passwd.new"
+        write_passwd_file(fresh, users)
+        self.passwd.write_text(existing + fresh.read_text())
+        fresh.unlink()
         self.reload()
 
     def reload(self) -> None:

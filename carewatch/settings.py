@@ -29,11 +29,15 @@ class IngestTuning(BaseModel):
     session_expiry: int = Field(
         7 * 24 * 3600, ge=60, description="seconds the broker keeps our session while we are away"
     )
-    client_id: str = Field("carewatch-ingest", description="MQTT client id; fixed, so the session persists")
+    client_id: str = Field(
+        "carewatch-ingest", description="MQTT client id; fixed, so the session persists"
+    )
     max_payload_bytes: int = Field(4096, ge=64)
     max_future_skew: float = Field(300.0, ge=0, description="seconds a ts may lie in the future")
     max_age: float = Field(7 * 24 * 3600.0, ge=60, description="seconds a ts may lie in the past")
-    retry_attempts: int = Field(3, ge=1, description="InfluxDB tries before a batch goes to the spool")
+    retry_attempts: int = Field(
+        3, ge=1, description="InfluxDB tries before a batch goes to the spool"
+    )
     retry_backoff: float = Field(0.2, gt=0, description="first retry delay, doubled each time")
     spool_replay_interval: float = Field(2.0, gt=0)
     downstream_queue: int = Field(10_000, ge=1, description="readings queued for the rules at most")
@@ -62,7 +66,7 @@ class Settings(BaseSettings):
     http_listen: str = "127.0.0.1:8000"
     log_format: str = Field("console", pattern="^(console|json)$")
     log_level: str = "INFO"
-    ingest: IngestTuning = IngestTuning()
+    ingest: IngestTuning = Field(default_factory=IngestTuning)
 
     @field_validator("mqtt_url")
     @classmethod

@@ -58,7 +58,7 @@ DetectedCategory = Literal["kitchen", "recyclable", "hazardous", "other"]
 _STRUCT = {"frozen": True, "gc": False, "omit_defaults": True}
 
 
-class WristbandTelemetry(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class WristbandTelemetry(msgspec.Struct, **_STRUCT):
     ts: Ts
     seq: Seq | None = None
     hr: HeartRate | None = None
@@ -73,7 +73,7 @@ class WristbandTelemetry(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     lon: Longitude | None = None
 
 
-class WristbandEvent(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class WristbandEvent(msgspec.Struct, **_STRUCT):
     ts: Ts
     type: WristbandEventType
     seq: Seq | None = None
@@ -82,7 +82,7 @@ class WristbandEvent(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     lon: Longitude | None = None
 
 
-class BinTelemetry(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class BinTelemetry(msgspec.Struct, **_STRUCT):
     ts: Ts
     seq: Seq | None = None
     fill: Percent | None = None
@@ -92,7 +92,7 @@ class BinTelemetry(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     lid_open: bool | None = None
 
 
-class BinEvent(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class BinEvent(msgspec.Struct, **_STRUCT):
     ts: Ts
     type: BinEventType
     seq: Seq | None = None

@@ -65,7 +65,9 @@ class InfluxClient:
         if response.status_code >= 300:
             log.info(
                 "CREATE DATABASE %s answered %d (normal on InfluxDB 2.x/3.x): %s",
-                self.database, response.status_code, response.text[:200],
+                self.database,
+                response.status_code,
+                response.text[:200],
             )
 
     async def write(self, body: bytes) -> None:

@@ -75,21 +75,29 @@ class IngestMetrics:
         metric("redelivered_total", "counter", "Duplicates dropped by seq.", self.redelivered)
         metric("spooled_total", "counter", "Points written to the disk spool.", self.spooled)
         metric("replayed_total", "counter", "Spooled points later written.", self.replayed)
-        metric("write_errors_total", "counter", "Failed InfluxDB write attempts.", self.write_errors)
-        metric("write_refused_total", "counter", "Batches InfluxDB refused as bad data.",
-               self.write_refused)
+        metric(
+            "write_errors_total", "counter", "Failed InfluxDB write attempts.", self.write_errors
+        )
+        metric(
+            "write_refused_total",
+            "counter",
+            "Batches InfluxDB refused as bad data.",
+            self.write_refused,
+        )
         metric("batches_total", "counter", "Batches made durable.", self.batches)
         metric("consumer_lag", "gauge", "Messages received but not yet durable.", self.pending)
         metric("spool_segments", "gauge", "Batches waiting in the spool.", self.spool_segments)
         metric("spool_bytes", "gauge", "Bytes waiting in the spool.", self.spool_bytes)
-        metric("downstream_depth", "gauge", "Readings queued for the rules.",
-               self.downstream_depth)
-        metric("mqtt_connected", "gauge", "1 while subscribed to the broker.",
-               int(self.mqtt_connected))
-        metric("mqtt_connects_total", "counter", "Successful broker connections.",
-               self.mqtt_connects)
-        metric("influx_ok", "gauge", "1 when the last InfluxDB write succeeded.",
-               int(self.influx_ok))
+        metric("downstream_depth", "gauge", "Readings queued for the rules.", self.downstream_depth)
+        metric(
+            "mqtt_connected", "gauge", "1 while subscribed to the broker.", int(self.mqtt_connected)
+        )
+        metric(
+            "mqtt_connects_total", "counter", "Successful broker connections.", self.mqtt_connects
+        )
+        metric(
+            "influx_ok", "gauge", "1 when the last InfluxDB write succeeded.", int(self.influx_ok)
+        )
         metric("devices_online", "gauge", "Devices whose status is online.", self.devices_online)
         metric("devices_seen", "gauge", "Devices heard from since start.", self.devices_seen)
         return "\n".join(out) + "\n"

@@ -16,12 +16,13 @@ QoS 0 PUBLISH out (dead letters), PINGREQ and DISCONNECT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from ingest.exceptions import MqttProtocolError, MqttRefusedError
 
@@ -108,12 +109,17 @@ def connect_packet(opts: SessionOptions) -> bytes:
         flags |= 0x40
         payload += _str(opts.password)
     props = (
-        b"\x11" + opts.session_expiry.to_bytes(4, "big")
-        + b"\x21" + opts.receive_maximum.to_bytes(2, "big")
+        b"\x11"
+        + opts.session_expiry.to_bytes(4, "big")
+        + b"\x21"
+        + opts.receive_maximum.to_bytes(2, "big")
     )
     variable = (
-        _str("MQTT") + bytes((5, flags)) + opts.keepalive.to_bytes(2, "big")
-        + encode_varint(len(props)) + props
+        _str("MQTT")
+        + bytes((5, flags))
+        + opts.keepalive.to_bytes(2, "big")
+        + encode_varint(len(props))
+        + props
     )
     return _packet(CONNECT, variable + payload)
 
@@ -285,10 +291,8 @@ class MqttSubscriber:
                 break
             sleep = delay * (0.5 + self._rng.random())
             delay = min(delay * 2, self._backoff_max)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=sleep)
-            except TimeoutError:
-                pass
 
     async def _session(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -330,7 +334,11 @@ class MqttSubscriber:
             self.connected.set()
             log.info(
                 "MQTT connected to %s:%d as %s (session present: %s), subscribed to %s",
-                opts.host, opts.port, opts.client_id, session_present, opts.topic_filter,
+                opts.host,
+                opts.port,
+                opts.client_id,
+                session_present,
+                opts.topic_filter,
             )
             await self._keepalive(proto, stop)
         finally:
@@ -344,11 +352,12 @@ class MqttSubscriber:
     async def _keepalive(self, proto: _Protocol, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         interval = max(self._opts.keepalive / 2, 0.5)
-        stopping = asyncio.ensure_future(stop.wait())
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
             while True:
+                watched: set[asyncio.Future[Any]] = {proto.closed, stopping}
                 done, _ = await asyncio.wait(
-                    {proto.closed, stopping}, timeout=interval, return_when="FIRST_COMPLETED"
+                    watched, timeout=interval, return_when="FIRST_COMPLETED"
                 )
                 if stopping in done:
                     return

@@ -23,10 +23,10 @@ from typing import Protocol
 from devices.decode import Decoder
 from devices.models import Reading, Rejection, StatusChange
 from ingest.deadletter import DeadLetters
+from ingest.exceptions import SpoolError
 from ingest.lineprotocol import LineEncoder
 from ingest.metrics import IngestMetrics
 from ingest.status import DeviceStatusBook
-from ingest.writer import TelemetryWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ class ReadingConsumer(Protocol):
     """What the rule engine implements to see every valid reading and status change."""
 
     async def handle(self, item: Item) -> None: ...
+
+
+class BatchSink(Protocol):
+    """Where batches go (`ingest.writer.TelemetryWriter`): returns once the batch is durable."""
+
+    async def write(self, body: bytes, points: int) -> None: ...
 
 
 class FlowControl(Protocol):
@@ -62,7 +68,9 @@ class _Batch:
 class _Downstream:
     """A bounded hand-off to one consumer; past `high` items it asks for a pause."""
 
-    def __init__(self, consumer: ReadingConsumer, high: int, pressure: Callable[[bool], None]) -> None:
+    def __init__(
+        self, consumer: ReadingConsumer, high: int, pressure: Callable[[bool], None]
+    ) -> None:
         self.consumer = consumer
         self.queue: deque[Item] = deque()
         self.high = high
@@ -102,7 +110,7 @@ class Ingester:
         *,
         decoder: Decoder,
         encoder: LineEncoder,
-        writer: TelemetryWriter,
+        writer: BatchSink,
         deadletters: DeadLetters,
         metrics: IngestMetrics,
         status: DeviceStatusBook,
@@ -219,10 +227,18 @@ class Ingester:
     async def _drain_locked(self) -> None:
         metrics = self.metrics
         while self._full:
-            batch = self._full.popleft()
+            batch = self._full[0]
             if batch.lines:
                 body = "\n".join(batch.lines).encode()
-                await self._writer.write(body, len(batch.lines))
+                try:
+                    await self._writer.write(body, len(batch.lines))
+                except SpoolError as exc:
+                    # Neither InfluxDB nor the disk takes it: keep it unacknowledged (the
+                    # broker keeps the messages) and try again shortly.
+                    log.critical("%s; InfluxDB is down too, retrying in 1 s", exc)
+                    await asyncio.sleep(1.0)
+                    return
+            self._full.popleft()
             metrics.batches += 1
             if self._flow is not None and batch.acks:
                 self._flow.ack(batch.acks, batch.generation)

@@ -86,9 +86,7 @@ class IngestService:
         )
         self.ingester.attach(self.subscriber)
         deadletter_topic = tuning.deadletter_topic
-        self.deadletters.set_publisher(
-            lambda line: self.subscriber.publish(deadletter_topic, line)
-        )
+        self.deadletters.set_publisher(lambda line: self.subscriber.publish(deadletter_topic, line))
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.influx.ensure_database()

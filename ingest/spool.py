@@ -58,7 +58,7 @@ class Spool:
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            msg = f"cannot write the spool segment {final}: {exc}; free disk space under {self.folder}"
+            msg = f"cannot write spool segment {final}: {exc}; free disk space under {self.folder}"
             raise SpoolError(msg) from exc
         self._next += 1
         self._segments.append(segment)

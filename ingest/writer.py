@@ -8,6 +8,7 @@ spool oldest first whenever InfluxDB answers again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from ingest.exceptions import InfluxWriteError
@@ -78,10 +79,8 @@ class TelemetryWriter:
     async def replay_forever(self) -> None:
         """Drain the spool, oldest batch first, whenever InfluxDB answers."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._replay_wakeup.wait(), self._replay_interval)
-            except TimeoutError:
-                pass
             self._replay_wakeup.clear()
             await self.replay()
 
@@ -97,7 +96,9 @@ class TelemetryWriter:
                     await asyncio.sleep(self._replay_interval)
                     return
                 self._metrics.write_refused += 1
-                log.error("InfluxDB refused spooled segment %d: %s; dropping its bad points", segment, exc)
+                log.error(
+                    "InfluxDB refused spooled segment %d: %s; dropping its bad points", segment, exc
+                )
             else:
                 self._metrics.written += points
                 self._metrics.replayed += points

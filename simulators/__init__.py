@@ -1,1 +1,69 @@
+"""Simulated wristbands and smart bins: realistic signals, scripted incidents, fleets, load.
 
+Pure parts (no broker): `simulate`/`iter_payloads`/`DeviceSimulator` generate
+payloads at simulated times; `scenarios` parses incident specs; `manifest`
+names the fleet. Live parts: `run_fleet` (one MQTT client per device, or shared
+connections) and `run_load` (as fast as the broker acknowledges).
+"""
+
+from simulators.credentials import derive_password, write_passwd_file
+from simulators.device import DeviceSimulator, build_simulators, iter_payloads, simulate
+from simulators.durations import parse_duration
+from simulators.exceptions import (
+    ConfigError,
+    CredentialsError,
+    DurationError,
+    LinkDown,
+    ScenarioError,
+    SimulatorError,
+)
+from simulators.fleet import run_fleet
+from simulators.load import run_load
+from simulators.manifest import build_fleet, read_manifest, write_manifest
+from simulators.models import (
+    DeviceCounts,
+    DeviceSpec,
+    FleetConfig,
+    FleetProgress,
+    FleetReport,
+    Incident,
+    LoadReport,
+    ManifestEntry,
+    Message,
+    Scenario,
+)
+from simulators.scenarios import load_file, parse_spec, parse_toml
+
+__all__ = [
+    "ConfigError",
+    "CredentialsError",
+    "DeviceCounts",
+    "DeviceSimulator",
+    "DeviceSpec",
+    "DurationError",
+    "FleetConfig",
+    "FleetProgress",
+    "FleetReport",
+    "Incident",
+    "LinkDown",
+    "LoadReport",
+    "ManifestEntry",
+    "Message",
+    "Scenario",
+    "ScenarioError",
+    "SimulatorError",
+    "build_fleet",
+    "build_simulators",
+    "derive_password",
+    "iter_payloads",
+    "load_file",
+    "parse_duration",
+    "parse_spec",
+    "parse_toml",
+    "read_manifest",
+    "run_fleet",
+    "run_load",
+    "simulate",
+    "write_manifest",
+    "write_passwd_file",
+]

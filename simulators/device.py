@@ -320,3 +320,11 @@ def simulate(
         sim = sims[index]
         yield from sim.advance(due, start_ms + math.ceil(due * 1000))
         heapq.heappush(queue, (sim.next_due(), index))
+
+
+def iter_payloads(
+    config: FleetConfig, *, start_ms: int, duration: float | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """(topic, payload) pairs of `simulate`, the shape an MQTT consumer or a benchmark wants."""
+    for message in simulate(config, start_ms=start_ms, duration=duration):
+        yield message.topic, message.payload

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import math
 import random
 from collections.abc import Iterable
@@ -25,10 +26,10 @@ CATEGORIES: Final = (Category.KITCHEN, Category.RECYCLABLE, Category.HAZARDOUS, 
 # (community, separator before the building number): a few with a space or a comma.
 _COMMUNITIES: Final = (
     ("幸福小区", " "),
+    ("金桥花园,东区", ""),
     ("阳光花园", ""),
     ("和平里社区", ""),
     ("春晖苑", ""),
-    ("金桥花园,东区", ""),
     ("翠湖新村", " "),
     ("长青里", ""),
     ("锦绣家园", ""),
@@ -70,33 +71,49 @@ def build_fleet(config: FleetConfig) -> list[DeviceSpec]:
     """The devices of a config, wristbands first: ids, grids, buildings, bin categories, homes."""
     _check(config)
     rng = rng_for(config.seed, "manifest")
-    communities = list(_COMMUNITIES)
-    rng.shuffle(communities)
+    # The first two communities have a space and a comma in their names, so even a
+    # two-device fleet exercises escaping; the rest come in a seeded order.
+    rest = list(_COMMUNITIES[2:])
+    rng.shuffle(rest)
+    communities = [*_COMMUNITIES[:2], *rest]
     # Enough buildings for every four bins (one sorting station each) and ~8 residents each.
     stations = math.ceil(config.bins / len(CATEGORIES))
     needed = max(stations, math.ceil(config.wristbands / 8), 1)
-    buildings: list[tuple[str, str, float, float]] = []  # (grid, building, lat, lon)
-    community_no = 0
-    while len(buildings) < needed:
-        name, sep = communities[community_no % len(communities)]
-        round_no = community_no // len(communities)
-        if round_no:
-            name = f"{name}{round_no + 1}期"
-        grid = f"网格{community_no // 2 + 1:02d}"  # two communities per grid worker
+    estates: list[list[tuple[str, str, float, float]]] = []  # (grid, building, lat, lon)
+    # At least three communities (two grids), so small fleets get variety and escaping too.
+    while len(estates) < 3 or sum(len(e) for e in estates) < needed:
+        number = len(estates)
+        name, sep = communities[number % len(communities)]
+        if number >= len(communities):
+            name = f"{name}{number // len(communities) + 1}期"
+        grid = f"网格{number // 2 + 1:02d}"  # a grid worker looks after two communities
         lat = _CITY_LAT + rng.uniform(-0.03, 0.03)
         lon = _CITY_LON + rng.uniform(-0.03, 0.03)
-        for number in range(1, rng.randint(4, 12) + 1):
-            b_lat = lat + rng.uniform(-0.0015, 0.0015)
-            b_lon = lon + rng.uniform(-0.0015, 0.0015)
-            buildings.append((grid, f"{name}{sep}{number}栋", b_lat, b_lon))
-        community_no += 1
+        estates.append(
+            [
+                (
+                    grid,
+                    f"{name}{sep}{n}栋",
+                    lat + rng.uniform(-0.0015, 0.0015),
+                    lon + rng.uniform(-0.0015, 0.0015),
+                )
+                for n in range(1, rng.randint(3, 8) + 1)
+            ]
+        )
+    # Interleave the communities: consecutive devices live in different communities.
+    buildings = [b for row in itertools.zip_longest(*estates) for b in row if b is not None]
     devices: list[DeviceSpec] = []
     for index in range(config.wristbands):
-        grid, building, lat, lon = rng.choice(buildings)
+        grid, building, lat, lon = buildings[index % len(buildings)]
         name = device_name(Kind.WRISTBAND, index)
         entry = ManifestEntry(config.prefix + name, Kind.WRISTBAND, grid, building)
         devices.append(
-            DeviceSpec(entry, name, round(lat + rng.uniform(-2e-4, 2e-4), 6), round(lon, 6))
+            DeviceSpec(
+                entry,
+                name,
+                round(lat + rng.uniform(-2e-4, 2e-4), 6),
+                round(lon + rng.uniform(-2e-4, 2e-4), 6),
+            )
         )
     for index in range(config.bins):
         grid, building, lat, lon = buildings[index // len(CATEGORIES)]

@@ -97,6 +97,9 @@ class Link:
         self._drop = asyncio.Event()
         self._released = asyncio.Event()
         self._released.set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._jitter = random.Random(client_id)  # backoff jitter only; payloads use their own RNG
 
     def _new_client(self) -> aiomqtt.Client:
@@ -104,7 +107,7 @@ class Link:
         if self._status_topic is not None:
             will = aiomqtt.Will(self._status_topic, OFFLINE, qos=1, retain=True)
         tls_context = ssl.create_default_context() if self._broker.tls else None
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self._broker.host,
             self._broker.port,
             username=self._username,
@@ -117,6 +120,9 @@ class Link:
             max_inflight_messages=self._max_inflight,
             tls_context=tls_context,
         )
+        # Many devices share a connection: hundreds of pending publishes are normal there.
+        client.pending_calls_threshold = max(10, self._max_inflight)
+        return client
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish at QoS 1 and wait for the PUBACK; raise LinkDown if that fails."""
@@ -125,6 +131,8 @@ class Link:
         if client is None:
             msg = f"{self.client_id}: not connected"
             raise LinkDown(msg)
+        self._in_flight += 1
+        self._idle.clear()
         try:
             await client.publish(topic, payload, qos=1, retain=retain, timeout=self._timeout)
         except aiomqtt.MqttError as exc:
@@ -132,6 +140,10 @@ class Link:
                 self._broken.set()  # only the current connection's failure triggers a reconnect
             msg = f"{self.client_id}: publish to {topic} failed: {exc}"
             raise LinkDown(msg) from exc
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
 
     def drop(self) -> None:
         """Cut the connection without a DISCONNECT (so the broker sends the will); stay down."""
@@ -177,6 +189,9 @@ class Link:
             self.connects += 1
             self.connected.set()
             await wait_first(stop, self._broken, self._drop)
+            if stop.is_set() and not (self._broken.is_set() or self._drop.is_set()):
+                # Let publishes in flight get their PUBACK, so what was sent is counted.
+                await wait_first(self._idle, timeout=self._timeout)
             self._client = None
             self.connected.clear()
             if self._drop.is_set():

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def _publisher(broker: Mosquitto) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="smoke-pub", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="smoke-pub", protocol=mqtt.MQTTv5
+    )
     client.username_pw_set("loadgen", broker.loadgen_password)
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
@@ -43,7 +45,9 @@ def test_valid_points_land_and_garbage_is_rejected(
         payload = {"ts": now - 1000 + i, "seq": i, "hr": 70 + i % 5, "spo2": 97, "worn": True}
         infos.append(pub.publish("cw/v1/wristband/w1/telemetry", json.dumps(payload), qos=1))
     infos.append(pub.publish("cw/v1/wristband/w1/telemetry", b"{not json", qos=1))
-    infos.append(pub.publish("cw/v1/wristband/w1/telemetry", json.dumps({"ts": now, "hr": 900}), qos=1))
+    infos.append(
+        pub.publish("cw/v1/wristband/w1/telemetry", json.dumps({"ts": now, "hr": 900}), qos=1)
+    )
     infos.append(pub.publish("cw/v1/toaster/t1/telemetry", b"{}", qos=1))
     for info in infos:
         info.wait_for_publish(10)
@@ -57,7 +61,9 @@ def test_valid_points_land_and_garbage_is_rejected(
     assert metrics.rejected == {"bad_json": 1, "out_of_range": 1, "unknown_kind": 1}
     deadletters = (tmp_path / "state" / "deadletter.jsonl").read_text().splitlines()
     assert [json.loads(line)["reason"] for line in deadletters] == [
-        "bad_json", "out_of_range", "unknown_kind",
+        "bad_json",
+        "out_of_range",
+        "unknown_kind",
     ]
     pub.loop_stop()
     ingest.stop()

@@ -87,13 +87,35 @@ topics = st.one_of(
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=6)
+    ),
     max_leaves=20,
 )
 near_valid = st.dictionaries(
-    st.sampled_from(["ts", "seq", "hr", "spo2", "sbp", "dbp", "temp", "steps", "battery", "worn",
-                     "lat", "lon", "type", "confidence", "fill", "weight", "lid_open", "detected",
-                     "weight_g"]),
+    st.sampled_from(
+        [
+            "ts",
+            "seq",
+            "hr",
+            "spo2",
+            "sbp",
+            "dbp",
+            "temp",
+            "steps",
+            "battery",
+            "worn",
+            "lat",
+            "lon",
+            "type",
+            "confidence",
+            "fill",
+            "weight",
+            "lid_open",
+            "detected",
+            "weight_g",
+        ]
+    ),
     json_values | st.integers(min_value=NOW - 10**9, max_value=NOW + 10**9),
     max_size=12,
 ).map(lambda d: json.dumps(d).encode())

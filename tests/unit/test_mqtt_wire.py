@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from ingest.mqtt import _Protocol, encode_varint, puback_packets
 
 
-def publish(topic: str, payload: bytes, qos: int, packet_id: int, dup: bool = False,
-            props: bytes = b"") -> bytes:
+def publish(
+    topic: str, payload: bytes, qos: int, packet_id: int, dup: bool = False, props: bytes = b""
+) -> bytes:
     variable = len(topic.encode()).to_bytes(2, "big") + topic.encode()
     if qos:
         variable += packet_id.to_bytes(2, "big")

@@ -1,0 +1,140 @@
+"""`carewatch demo` (`make demo`): the whole stack on this machine, and what it is doing.
+
+Starts Mosquitto and InfluxDB from Debian's binaries under `$CAREWATCH_STATE_DIR/demo`
+(bound to 127.0.0.1), the service (ingest and API) in this process, and a simulated
+fleet of 50 wristbands and 10 bins, each its own MQTT client with its own password.
+Every two seconds it prints the message rates, rejects and devices online.
+Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+import time
+from pathlib import Path
+
+from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
+from carewatch.runtime import serve
+from carewatch.settings import MqttTarget, Settings
+from ingest.service import IngestService
+from simulators.credentials import derive_password
+from simulators.fleet import run_fleet
+from simulators.manifest import build_fleet, write_manifest
+from simulators.models import FleetConfig
+from simulators.scenarios import parse_spec
+
+WRISTBANDS = 50
+BINS = 10
+# A few incidents so the first minutes show events, not only telemetry.
+SCENARIOS = (
+    "fall@w0003+1m",
+    "tachycardia@w0007+30s-3m",
+    "bin_overflow@b0002+2m",
+    "silent@w0011+1m-2m",
+)
+
+
+def _port(preferred: int) -> int:
+    with socket.socket() as sock:
+        if sock.connect_ex((HOST, preferred)) != 0:
+            return preferred
+    return free_port()
+
+
+async def run_demo(settings: Settings, stop: asyncio.Event) -> None:
+    root = settings.state_dir.resolve() / "demo"
+    fleet = FleetConfig(
+        wristbands=WRISTBANDS,
+        bins=BINS,
+        interval=5.0,
+        incidents=tuple(parse_spec(s) for s in SCENARIOS),
+    )
+    devices = build_fleet(fleet)
+    manifest = root / "devices.csv"
+    root.mkdir(parents=True, exist_ok=True)
+    write_manifest(manifest, devices)
+    broker = Mosquitto(
+        root / "mosquitto",
+        _port(1883),
+        users=[(d.device_id, derive_password(fleet.secret, d.device_id)) for d in devices],
+    )
+    influx = InfluxDB(root / "influxdb", _port(8086))
+    print(f"starting Mosquitto on {HOST}:{broker.port} and InfluxDB on {influx.url} under {root}")
+    broker.start()
+    try:
+        influx.start()
+        try:
+            await _run(settings, stop, root, broker, influx, fleet, manifest)
+        finally:
+            influx.stop()
+    finally:
+        broker.stop()
+    print("demo stopped: broker, InfluxDB, service and fleet are down; data kept in", root)
+
+
+async def _run(
+    settings: Settings,
+    stop: asyncio.Event,
+    root: Path,
+    broker: Mosquitto,
+    influx: InfluxDB,
+    fleet: FleetConfig,
+    manifest: Path,
+) -> None:
+    service_settings = settings.model_copy(
+        update={
+            "mqtt_url": broker.url(),
+            "influx_url": influx.url,
+            "state_dir": root / "state",
+            "http_listen": f"{HOST}:{_port(settings.http_host_port[1])}",
+            "ingest": settings.ingest.model_copy(update={"devices_file": manifest}),
+        }
+    )
+    service = IngestService(service_settings)
+    server = asyncio.create_task(serve(service_settings, stop, service=service))
+    await asyncio.sleep(1.0)
+    print(f"service on http://{service_settings.http_listen} (/metrics, /healthz, /docs)")
+    print(
+        f"fleet: {fleet.wristbands} wristbands, {fleet.bins} bins, every {fleet.interval:.0f} s; "
+        f"incidents: {', '.join(SCENARIOS)}"
+    )
+    print("Ctrl-C stops everything.\n")
+    sim_stop = asyncio.Event()
+    sim = asyncio.create_task(run_fleet(fleet, broker_target(broker), stop=sim_stop))
+    display = asyncio.create_task(_display(service, stop))
+    await stop.wait()
+    sim_stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(sim, 30)
+    display.cancel()
+    await server
+
+
+def broker_target(broker: Mosquitto) -> MqttTarget:
+    # Each simulated device logs in as itself; the target names only the broker.
+    return MqttTarget(host=HOST, port=broker.port, tls=False, username=None, password=None)
+
+
+async def _display(service: IngestService, stop: asyncio.Event) -> None:
+    m = service.metrics
+    last = (time.monotonic(), m.received, m.written)
+    print(
+        f"{'time':>8} {'in/s':>7} {'written/s':>9} {'received':>9} {'written':>9} "
+        f"{'rejected':>8} {'spooled':>7} {'online':>6} {'seen':>5}"
+    )
+    while not stop.is_set():
+        await asyncio.sleep(2.0)
+        now = (time.monotonic(), m.received, m.written)
+        dt = now[0] - last[0]
+        print(
+            f"{time.strftime('%H:%M:%S'):>8} {(now[1] - last[1]) / dt:>7.0f} "
+            f"{(now[2] - last[2]) / dt:>9.0f} {m.received:>9} {m.written:>9} "
+            f"{m.rejected_total:>8} {m.spool_segments:>7} {m.devices_online:>6} "
+            f"{m.devices_seen:>5}",
+            file=sys.stdout,
+            flush=True,
+        )
+        last = now

@@ -1,0 +1,136 @@
+"""Faults, each counted: nothing the broker acknowledged is missing from InfluxDB afterwards."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
+from carewatch.settings import Settings
+from tests.helpers import (
+    IngestProcess,
+    StreamPublisher,
+    ThreadedIngest,
+    assert_nothing_lost,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _env(broker: Mosquitto, influx_url: str, database: str, state: Path) -> dict[str, str]:
+    return {
+        "CAREWATCH_MQTT_URL": broker.url(),
+        "CAREWATCH_INFLUX_URL": influx_url,
+        "CAREWATCH_INFLUX_DATABASE": database,
+        "CAREWATCH_STATE_DIR": str(state),
+        "CAREWATCH_HTTP_LISTEN": f"{HOST}:{free_port()}",
+        # Small batches, so a kill lands between batches and inside one.
+        "CAREWATCH_INGEST__BATCH_SIZE": "50",
+        "CAREWATCH_INGEST__FLUSH_INTERVAL": "0.05",
+    }
+
+
+def _healthy(env: dict[str, str]) -> bool:
+    try:
+        url = f"http://{env['CAREWATCH_HTTP_LISTEN']}/healthz"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _publisher(broker: Mosquitto, prefix: str, rate: float = 500.0) -> StreamPublisher:
+    return StreamPublisher(
+        HOST, broker.port, "loadgen", broker.loadgen_password, devices=20, rate=rate, prefix=prefix
+    )
+
+
+def test_sigkill_mid_stream_loses_nothing(
+    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+) -> None:
+    env = _env(mosquitto, influxdb.url, database, tmp_path / "state")
+    publisher = _publisher(mosquitto, "k")
+    ingest = IngestProcess(env, tmp_path / "ingest.log").start()
+    # Before its first subscription the broker keeps nothing for the ingester.
+    wait_until(lambda: _healthy(env), 20, "the ingester's subscription")
+    publisher.start()
+    for _ in range(3):  # three kills at arbitrary moments while messages flow
+        time.sleep(2.5)
+        ingest.kill()
+        time.sleep(1.0)  # the broker queues for our persistent session meanwhile
+        ingest.start()
+    time.sleep(2)
+    publisher.stop()
+    assert publisher.total_acked > 3000
+    landed = assert_nothing_lost(publisher, influxdb.url, database)
+    assert sum(map(len, landed.values())) == publisher.total_acked
+    assert ingest.stop() == 0
+
+
+def test_influxdb_down_for_30_s_loses_nothing(
+    mosquitto: Mosquitto, database: str, tmp_path: Path
+) -> None:
+    influx = InfluxDB(tmp_path / "influxdb")  # our own: this test stops it
+    influx.start()
+    settings = Settings(
+        mqtt_url=mosquitto.url(),
+        influx_url=influx.url,
+        influx_database=database,
+        state_dir=tmp_path / "state",
+        ingest={"batch_size": 200, "retry_attempts": 2, "spool_replay_interval": 0.5},
+    )
+    ingest = ThreadedIngest(settings).start()
+    service = ingest.service
+    assert service is not None
+    # Before its first subscription the broker keeps nothing for the ingester.
+    wait_until(service.subscriber.connected.is_set, 10, "the subscription")
+    publisher = _publisher(mosquitto, "i").start()
+    try:
+        time.sleep(3)
+        influx.stop()
+        time.sleep(30)
+        spooled = service.metrics.spooled
+        assert spooled > 0, "nothing was spooled while InfluxDB was down"
+        influx.start()
+        time.sleep(3)
+    finally:
+        publisher.stop()
+    landed = assert_nothing_lost(publisher, influx.url, database)
+    wait_until(lambda: service.metrics.spool_segments == 0, 60, "the spool to drain")
+    assert service.metrics.replayed >= spooled
+    assert sum(map(len, landed.values())) == publisher.total_acked
+    assert not any((tmp_path / "state" / "spool").iterdir())
+    ingest.stop()
+    influx.stop()
+
+
+def test_broker_restart_mid_stream_loses_nothing(
+    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        mqtt_url=mosquitto.url(),
+        influx_url=influxdb.url,
+        influx_database=database,
+        state_dir=tmp_path / "state",
+        ingest={"batch_size": 100},
+    )
+    ingest = ThreadedIngest(settings).start()
+    service = ingest.service
+    assert service is not None
+    wait_until(service.subscriber.connected.is_set, 10, "the subscription")
+    publisher = _publisher(mosquitto, "r").start()
+    try:
+        for _ in range(2):
+            time.sleep(3)
+            mosquitto.restart()
+        time.sleep(3)
+    finally:
+        publisher.stop(settle=60)
+    landed = assert_nothing_lost(publisher, influxdb.url, database)
+    assert sum(map(len, landed.values())) == publisher.total_acked
+    assert service.subscriber.connects >= 3
+    ingest.stop()

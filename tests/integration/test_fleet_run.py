@@ -1,0 +1,110 @@
+"""A simulated fleet through real Mosquitto into real InfluxDB: every message exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+
+import pytest
+
+from carewatch.localstack import HOST, InfluxDB, Mosquitto
+from carewatch.settings import MqttTarget, Settings
+from simulators.credentials import derive_password
+from simulators.fleet import run_fleet
+from simulators.manifest import build_fleet, write_manifest
+from simulators.models import FleetConfig
+from simulators.scenarios import parse_spec
+from tests.helpers import ThreadedIngest, influx_query, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MEASUREMENTS = ("vitals", "wristband_event", "bin", "bin_deposit", "bin_event")
+
+
+def points_by_device(url: str, database: str) -> dict[str, int]:
+    """Distinct (measurement, time) per device: a duplicate point would not add one."""
+    counts: collections.Counter[str] = collections.Counter()
+    for measurement in MEASUREMENTS:
+        for series in influx_query(
+            url, database, f'SELECT * FROM "{measurement}" GROUP BY "device_id"'
+        ):
+            counts[series["tags"]["device_id"]] += len({row[0] for row in series["values"]})
+    return dict(counts)
+
+
+def test_twenty_devices_for_two_minutes_land_exactly_once(
+    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+) -> None:
+    fleet = FleetConfig(
+        wristbands=16,
+        bins=4,
+        interval=1.0,
+        duration=120.0,
+        prefix="run-",
+        incidents=tuple(
+            parse_spec(s)
+            for s in (
+                "fall@w0001+20s",
+                "tachycardia@w0002+10s-60s",
+                "sorting_errors@b0001+30s-50s",
+                "off_wrist@w0003+40s-70s",
+                "bin_fire@b0002+60s-90s",
+            )
+        ),
+    )
+    devices = build_fleet(fleet)
+    mosquitto.add_users((d.device_id, derive_password(fleet.secret, d.device_id)) for d in devices)
+    manifest = tmp_path / "devices.csv"
+    write_manifest(manifest, devices)
+    settings = Settings(
+        mqtt_url=mosquitto.url(),
+        influx_url=influxdb.url,
+        influx_database=database,
+        state_dir=tmp_path / "state",
+        ingest={"devices_file": manifest},
+    )
+    ingest = ThreadedIngest(settings).start()
+    assert ingest.service is not None
+    wait_until(ingest.service.subscriber.connected.is_set, 10, "the subscription")
+    report = asyncio.run(
+        run_fleet(
+            fleet,
+            MqttTarget(host=HOST, port=mosquitto.port, tls=False, username=None, password=None),
+        )
+    )
+    expected = {d: c.acked for d, c in report.devices.items()}
+    assert sum(expected.values()) > 20 * 100
+    assert all(c.published == c.acked for c in report.devices.values())
+    landed: dict[str, int] = {}
+
+    def all_landed() -> bool:
+        nonlocal landed
+        landed = points_by_device(influxdb.url, database)
+        return landed == expected
+
+    try:
+        wait_until(all_landed, 30, "every acked message as one point", step=1.0)
+    except AssertionError:
+        diff = {
+            d: (expected.get(d), landed.get(d))
+            for d in expected
+            if expected.get(d) != landed.get(d)
+        }
+        raise AssertionError(f"device: (acked, in InfluxDB) differ: {diff}") from None
+    metrics = ingest.service.metrics
+    assert metrics.rejected_total == 0
+    # Registry context from the manifest reached the points: bins carry building and category.
+    bins = influx_query(influxdb.url, database, 'SHOW TAG VALUES FROM "bin" WITH KEY = "category"')
+    assert {row[1] for row in bins[0]["values"]} <= {"kitchen", "recyclable", "hazardous", "other"}
+    deposits = influx_query(
+        influxdb.url, database, 'SELECT COUNT("count") FROM "bin_deposit" WHERE "correct" = false'
+    )
+    assert deposits and deposits[0]["values"][0][1] > 0, "the sorting-error burst left no trace"
+    falls = influx_query(
+        influxdb.url,
+        database,
+        """SELECT COUNT("count") FROM "wristband_event" WHERE "type" = 'fall'""",
+    )
+    assert falls and falls[0]["values"][0][1] >= 1
+    ingest.stop()
