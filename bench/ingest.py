@@ -138,6 +138,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_ingest(
     broker: Mosquitto, influx: InfluxDB, files: list[Path], total: int, state: Path
 ) -> dict[str, float]:
@@ -157,6 +163,7 @@ def bench_ingest(
     metrics_url = f"http://{env['CAREWATCH_HTTP_LISTEN']}/healthz"
     _wait(lambda: _healthy(metrics_url), 30)
     peak = 0.0
+    cpu_before = cpu_seconds(proc.pid)
     start, published = publish_all(broker, files, "ingest")
     peak = max(peak, rss_mb(proc.pid))
 
@@ -174,6 +181,7 @@ def bench_ingest(
             break
         time.sleep(0.05)
     end = time.monotonic()
+    cpu = cpu_seconds(proc.pid) - cpu_before
     count = landed()
     proc.terminate()
     proc.wait(30)
@@ -183,6 +191,7 @@ def bench_ingest(
         "seconds": end - start,
         "queryable": count,
         "peak_rss_mb": peak,
+        "cpu_share": cpu / (end - start),
     }
 
 
@@ -241,6 +250,7 @@ def main() -> int:
             )
             print(f"points queryable in InfluxDB {ours['queryable']:>9,} of {total:,}")
             print(f"ingester peak RSS            {ours['peak_rss_mb']:>9.0f} MB")
+            print(f"ingester CPU while it ran    {ours['cpu_share']:>9.0%} of one core")
             print(f"ratio ingest / C subscriber  {ours['rate'] / c_sub['rate']:>9.2f}")
             return 0 if ours["queryable"] == total else 1
         finally:

@@ -67,3 +67,41 @@ def test_valid_points_land_and_garbage_is_rejected(
     ]
     pub.loop_stop()
     ingest.stop()
+
+
+def test_status_channel_and_http_endpoints(
+    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+) -> None:
+    """Retained online/offline (the last will) is tracked; /metrics and /healthz report it."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    settings = Settings(
+        mqtt_url=mosquitto.url(),
+        influx_url=influxdb.url,
+        influx_database=database,
+        state_dir=tmp_path / "state",
+    )
+    pub = _publisher(mosquitto)
+    # Retained before the ingester exists: it must learn it on subscribing.
+    pub.publish("cw/v1/wristband/s1/status", b"online", qos=1, retain=True).wait_for_publish(5)
+    pub.publish("cw/v1/bin/s2/status", b"online", qos=1, retain=True).wait_for_publish(5)
+    ingest = ThreadedIngest(settings).start()
+    service = ingest.service
+    assert service is not None
+    wait_until(lambda: service.status.online == 2, 10, "two devices online")
+    pub.publish("cw/v1/bin/s2/status", b"offline", qos=1, retain=True).wait_for_publish(5)
+    wait_until(lambda: service.status.online == 1, 10, "the bin's offline")
+    state = service.status.devices["s2"]
+    assert state.online is False and state.status_since_ms is not None
+    wait_until(lambda: service.metrics.mqtt_connected, 5, "the health flag")
+    client = TestClient(create_app(settings, service))
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["ingest"]["devices_online"] == 1
+    text = client.get("/metrics").text
+    assert "carewatch_ingest_devices_online 1" in text
+    assert "# TYPE carewatch_ingest_received_total counter" in text
+    pub.loop_stop()
+    ingest.stop()
