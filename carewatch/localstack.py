@@ -261,3 +261,71 @@ class InfluxDB(_Server):
                 time.sleep(0.1)
         msg = f"influxd did not answer /ping on port {self.port} within 60 s; see {self.log}"
         raise LocalStackError(msg)
+
+
+def _postgres_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        msg = f"PostgreSQL's {name} not found: install Debian's postgresql package"
+        raise LocalStackError(msg)
+    return str(found[-1])
+
+
+class PostgreSQL(_Server):
+    """A throwaway PostgreSQL cluster (Debian's postgresql package) in the folder.
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the
+    `postgres` user the package creates, and the server runs as that user.
+    """
+
+    USER: Final = "carewatch"
+    PASSWORD: Final = "carewatch-test"
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        super().__init__(folder, port or free_port())
+        self.data = folder / "data"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            self._as = ["runuser", "-u", "postgres", "--"]
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (self.data / "PG_VERSION").exists():
+            self._init_cluster()
+
+    def _init_cluster(self) -> None:
+        pwfile = self.folder / "pwfile"
+        pwfile.write_text(self.PASSWORD + "\n")
+        if self._as:
+            shutil.chown(self.folder, "postgres")
+            shutil.chown(pwfile, "postgres")
+        subprocess.run(
+            [*self._as, _postgres_bin("initdb"), "-D", str(self.data), "-U", self.USER,
+             "--pwfile", str(pwfile), "-A", "scram-sha-256", "-E", "UTF8", "--locale", "C.UTF-8"],
+            check=True, capture_output=True,
+        )
+        pwfile.unlink()
+
+    def _command(self) -> list[str]:
+        return [
+            *self._as, _postgres_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
+            "-c", f"listen_addresses={HOST}", "-c", f"unix_socket_directories={self.folder}",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        ]
+
+    def start(self) -> None:
+        if self._as:
+            shutil.chown(self.folder, "postgres")
+            self.log.touch()
+            shutil.chown(self.log, "postgres")
+        super().start()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://{self.USER}:{self.PASSWORD}@{HOST}:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """A fresh database; returns its SQLAlchemy URL."""
+        env = dict(os.environ, PGPASSWORD=self.PASSWORD)
+        subprocess.run(
+            [_postgres_bin("createdb"), "-h", HOST, "-p", str(self.port), "-U", self.USER, name],
+            check=True, capture_output=True, env=env,
+        )
+        return self.url(name)

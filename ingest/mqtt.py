@@ -62,6 +62,7 @@ PublishHandler = Callable[[str, bytes, int, int, bool], None]
 
 
 def encode_varint(value: int) -> bytes:
+    """MQTT's variable byte integer (the remaining length, property lengths)."""
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -73,7 +74,8 @@ def encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _str(value: str) -> bytes:
+def encode_string(value: str) -> bytes:
+    """An MQTT UTF-8 string: two length bytes, then the bytes."""
     raw = value.encode()
     return len(raw).to_bytes(2, "big") + raw
 
@@ -101,13 +103,13 @@ class SessionOptions:
 
 def connect_packet(opts: SessionOptions) -> bytes:
     flags = 0  # clean start off: the broker keeps what arrives while we are away
-    payload = _str(opts.client_id)
+    payload = encode_string(opts.client_id)
     if opts.username is not None:
         flags |= 0x80
-        payload += _str(opts.username)
+        payload += encode_string(opts.username)
     if opts.password is not None:
         flags |= 0x40
-        payload += _str(opts.password)
+        payload += encode_string(opts.password)
     props = (
         b"\x11"
         + opts.session_expiry.to_bytes(4, "big")
@@ -115,7 +117,7 @@ def connect_packet(opts: SessionOptions) -> bytes:
         + opts.receive_maximum.to_bytes(2, "big")
     )
     variable = (
-        _str("MQTT")
+        encode_string("MQTT")
         + bytes((5, flags))
         + opts.keepalive.to_bytes(2, "big")
         + encode_varint(len(props))
@@ -125,12 +127,12 @@ def connect_packet(opts: SessionOptions) -> bytes:
 
 
 def subscribe_packet(packet_id: int, topic_filter: str, qos: int = 1) -> bytes:
-    body = packet_id.to_bytes(2, "big") + b"\x00" + _str(topic_filter) + bytes((qos,))
+    body = packet_id.to_bytes(2, "big") + b"\x00" + encode_string(topic_filter) + bytes((qos,))
     return _packet(SUBSCRIBE, body)
 
 
 def publish_qos0_packet(topic: str, payload: bytes) -> bytes:
-    return _packet(PUBLISH, _str(topic) + b"\x00" + payload)
+    return _packet(PUBLISH, encode_string(topic) + b"\x00" + payload)
 
 
 def puback_packets(packet_ids: Iterable[int]) -> bytes:

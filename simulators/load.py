@@ -136,11 +136,12 @@ async def run_load(
                 continue
             size = min(publisher.free(), _BATCH)
             if messages is not None:
-                size = min(size, messages - sent)
-                if size <= 0:
+                remaining = messages - sent
+                if remaining <= 0:  # all published (by any lane); a full window is not "done"
                     done.set()
                     break
-            if size <= 0:
+                size = min(size, remaining)
+            if size <= 0:  # the in-flight window is full: wait for PUBACKs
                 publisher.room.clear()
                 if publisher.free() <= 0:
                     await wait_first(publisher.room, stop, done, timeout=1.0)

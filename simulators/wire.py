@@ -16,6 +16,7 @@ import ssl
 from typing import Final
 
 from carewatch.settings import MqttTarget
+from ingest.mqtt import encode_string, encode_varint
 from simulators.exceptions import LinkDown, SimulatorError
 
 _CONNECT: Final = 0x10
@@ -34,25 +35,10 @@ _CONNACK_CODES: Final = {
 }
 
 
-def _length(n: int) -> bytes:
-    """MQTT's variable-length 'remaining length'."""
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _string(text: str | None) -> bytes:
-    data = (text or "").encode()
-    return len(data).to_bytes(2, "big") + data
-
-
 def publish_packet(topic: bytes, mid: int, payload: bytes, *, dup: bool = False) -> bytes:
     """One QoS 1 PUBLISH packet (topic already UTF-8 encoded)."""
     body_len = 2 + len(topic) + 2 + len(payload)
-    header = bytes((_PUBLISH_QOS1 | (_DUP if dup else 0),)) + _length(body_len)
+    header = bytes((_PUBLISH_QOS1 | (_DUP if dup else 0),)) + encode_varint(body_len)
     return b"".join((header, len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big"), payload))
 
 
@@ -109,16 +95,16 @@ class Publisher:
             msg = f"{self.client_id}: cannot reach {self._broker.host}:{self._broker.port}: {exc}"
             raise LinkDown(msg) from exc
         flags = 0x02  # clean session
-        payload = _string(self.client_id)
+        payload = encode_string(self.client_id)
         if self._broker.username is not None:
             flags |= 0x80
-            payload += _string(self._broker.username)
+            payload += encode_string(self._broker.username)
             if self._broker.password is not None:
                 flags |= 0x40
-                payload += _string(self._broker.password)
-        variable = _string("MQTT") + bytes((4, flags)) + (60).to_bytes(2, "big")
+                payload += encode_string(self._broker.password)
+        variable = encode_string("MQTT") + bytes((4, flags)) + (60).to_bytes(2, "big")
         writer.write(
-            bytes((_CONNECT,)) + _length(len(variable) + len(payload)) + variable + payload
+            bytes((_CONNECT,)) + encode_varint(len(variable) + len(payload)) + variable + payload
         )
         try:
             connack = await asyncio.wait_for(reader.readexactly(4), timeout)

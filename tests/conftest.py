@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from carewatch.localstack import InfluxDB, Mosquitto
+from carewatch.settings import Settings
+from tests.helpers import IngestProcess, ThreadedIngest
 
 
 @pytest.fixture
@@ -26,6 +28,45 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
+    """An influxd for one test alone, for tests that stop and start it."""
+    server = InfluxDB(tmp_path / "own-influxdb")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_ingest() -> Iterator[Callable[[Settings], ThreadedIngest]]:
+    """Start the ingest service in a thread; whatever a test leaves running is stopped after it."""
+    started: list[ThreadedIngest] = []
+
+    def start(settings: Settings) -> ThreadedIngest:
+        ingest = ThreadedIngest(settings).start()
+        started.append(ingest)
+        return ingest
+
+    yield start
+    for ingest in started:
+        ingest.stop()
+
+
+@pytest.fixture
+def ingest_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], IngestProcess]]:
+    """`carewatch ingest` as a child process (to be killed); stopped after the test."""
+    started: list[IngestProcess] = []
+
+    def start(env: dict[str, str]) -> IngestProcess:
+        proc = IngestProcess(env, tmp_path / f"ingest-{len(started)}.log").start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import pytest
 
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from carewatch.settings import Settings
+from tests.conftest_types import StartIngest, StartProcess
 from tests.helpers import (
-    IngestProcess,
     StreamPublisher,
-    ThreadedIngest,
     assert_nothing_lost,
     wait_until,
 )
@@ -50,11 +49,15 @@ def _publisher(broker: Mosquitto, prefix: str, rate: float = 500.0) -> StreamPub
 
 
 def test_sigkill_mid_stream_loses_nothing(
-    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    ingest_process: StartProcess,
 ) -> None:
     env = _env(mosquitto, influxdb.url, database, tmp_path / "state")
     publisher = _publisher(mosquitto, "k")
-    ingest = IngestProcess(env, tmp_path / "ingest.log").start()
+    ingest = ingest_process(env)
     # Before its first subscription the broker keeps nothing for the ingester.
     wait_until(lambda: _healthy(env), 20, "the ingester's subscription")
     publisher.start()
@@ -72,10 +75,13 @@ def test_sigkill_mid_stream_loses_nothing(
 
 
 def test_influxdb_down_for_30_s_loses_nothing(
-    mosquitto: Mosquitto, database: str, tmp_path: Path
+    mosquitto: Mosquitto,
+    own_influxdb: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    start_ingest: StartIngest,
 ) -> None:
-    influx = InfluxDB(tmp_path / "influxdb")  # our own: this test stops it
-    influx.start()
+    influx = own_influxdb  # this test stops and starts it
     settings = Settings(
         mqtt_url=mosquitto.url(),
         influx_url=influx.url,
@@ -83,7 +89,7 @@ def test_influxdb_down_for_30_s_loses_nothing(
         state_dir=tmp_path / "state",
         ingest={"batch_size": 200, "retry_attempts": 2, "spool_replay_interval": 0.5},
     )
-    ingest = ThreadedIngest(settings).start()
+    ingest = start_ingest(settings)
     service = ingest.service
     assert service is not None
     # Before its first subscription the broker keeps nothing for the ingester.
@@ -105,11 +111,14 @@ def test_influxdb_down_for_30_s_loses_nothing(
     assert sum(map(len, landed.values())) == publisher.total_acked
     assert not any((tmp_path / "state" / "spool").iterdir())
     ingest.stop()
-    influx.stop()
 
 
 def test_broker_restart_mid_stream_loses_nothing(
-    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    start_ingest: StartIngest,
 ) -> None:
     settings = Settings(
         mqtt_url=mosquitto.url(),
@@ -118,7 +127,7 @@ def test_broker_restart_mid_stream_loses_nothing(
         state_dir=tmp_path / "state",
         ingest={"batch_size": 100},
     )
-    ingest = ThreadedIngest(settings).start()
+    ingest = start_ingest(settings)
     service = ingest.service
     assert service is not None
     wait_until(service.subscriber.connected.is_set, 10, "the subscription")

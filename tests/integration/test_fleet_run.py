@@ -15,7 +15,8 @@ from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet, write_manifest
 from simulators.models import FleetConfig
 from simulators.scenarios import parse_spec
-from tests.helpers import ThreadedIngest, influx_query, wait_until
+from tests.conftest_types import StartIngest
+from tests.helpers import influx_query, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,7 +35,11 @@ def points_by_device(url: str, database: str) -> dict[str, int]:
 
 
 def test_twenty_devices_for_two_minutes_land_exactly_once(
-    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    start_ingest: StartIngest,
 ) -> None:
     fleet = FleetConfig(
         wristbands=16,
@@ -64,7 +69,7 @@ def test_twenty_devices_for_two_minutes_land_exactly_once(
         state_dir=tmp_path / "state",
         ingest={"devices_file": manifest},
     )
-    ingest = ThreadedIngest(settings).start()
+    ingest = start_ingest(settings)
     assert ingest.service is not None
     wait_until(ingest.service.subscriber.connected.is_set, 10, "the subscription")
     report = asyncio.run(

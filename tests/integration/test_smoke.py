@@ -11,7 +11,8 @@ import pytest
 
 from carewatch.localstack import InfluxDB, Mosquitto
 from carewatch.settings import Settings
-from tests.helpers import ThreadedIngest, count_by_device, wait_until
+from tests.conftest_types import StartIngest
+from tests.helpers import count_by_device, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,11 @@ def _publisher(broker: Mosquitto) -> mqtt.Client:
 
 
 def test_valid_points_land_and_garbage_is_rejected(
-    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    start_ingest: StartIngest,
 ) -> None:
     settings = Settings(
         mqtt_url=mosquitto.url(),
@@ -35,7 +40,7 @@ def test_valid_points_land_and_garbage_is_rejected(
         influx_database=database,
         state_dir=tmp_path / "state",
     )
-    ingest = ThreadedIngest(settings).start()
+    ingest = start_ingest(settings)
     assert ingest.service is not None
     wait_until(lambda: ingest.service.subscriber.connected.is_set(), 10, "the MQTT subscription")
     pub = _publisher(mosquitto)
@@ -70,7 +75,11 @@ def test_valid_points_land_and_garbage_is_rejected(
 
 
 def test_status_channel_and_http_endpoints(
-    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, tmp_path: Path
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    start_ingest: StartIngest,
 ) -> None:
     """Retained online/offline (the last will) is tracked; /metrics and /healthz report it."""
     from fastapi.testclient import TestClient
@@ -87,7 +96,7 @@ def test_status_channel_and_http_endpoints(
     # Retained before the ingester exists: it must learn it on subscribing.
     pub.publish("cw/v1/wristband/s1/status", b"online", qos=1, retain=True).wait_for_publish(5)
     pub.publish("cw/v1/bin/s2/status", b"online", qos=1, retain=True).wait_for_publish(5)
-    ingest = ThreadedIngest(settings).start()
+    ingest = start_ingest(settings)
     service = ingest.service
     assert service is not None
     wait_until(lambda: service.status.online == 2, 10, "two devices online")

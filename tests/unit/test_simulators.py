@@ -30,7 +30,7 @@ from simulators.exceptions import (
 )
 from simulators.models import FleetConfig, Incident, Message, Scenario
 from simulators.signals import local_hour
-from simulators.wire import _length, publish_packet
+from simulators.wire import publish_packet
 
 CST = timezone(timedelta(hours=8))
 MIDNIGHT_MS = int(datetime(2026, 11, 28, tzinfo=CST).timestamp() * 1000)  # 00:00 China time
@@ -521,8 +521,6 @@ def test_cli_rejects(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_publish_packet_encoding() -> None:
-    assert _length(0) == b"\x00" and _length(127) == b"\x7f"
-    assert _length(128) == b"\x80\x01" and _length(16_383) == b"\xff\x7f"
     packet = publish_packet(b"a/b", 258, b"{}")
     assert packet == b"\x32\x09\x00\x03a/b\x01\x02{}"
     assert publish_packet(b"a/b", 1, b"{}", dup=True)[0] == 0x3A
