@@ -2,20 +2,53 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
-from api.routes import health
+from api import errors
+from api.routes import auth, devices, health, org, residents
+from api.security import load_or_create_secret
 from carewatch.settings import Settings
+from devices.db import Database
+from devices.provisioning import BrokerProvisioner
+from ingest.influx import InfluxClient
 from ingest.service import IngestService
 
+DESCRIPTION = """\
+CareWatch manages resident files (一人一档), grids (网格) and their workers, wristbands
+and smart bins, and answers supervisors about device status.
 
-def create_app(settings: Settings, ingest: IngestService | None = None) -> FastAPI:
+Log in at `POST /api/v1/auth/token` (OAuth2 password flow) and send
+`Authorization: Bearer <token>`, or send `X-API-Key: <key>` from a machine client.
+Errors are JSON: `{"error": {"code", "message" (中文), "message_en"}}`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database,
+    provisioner: BrokerProvisioner,
+    influx: InfluxClient | None = None,
+    ingest: IngestService | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="CareWatch",
-        summary="Wristbands and smart bins for community elderly care: status, telemetry, alerts.",
-        version="0.1.0",
+        summary="Wristbands and smart bins for community elderly care: residents, devices, status.",
+        description=DESCRIPTION,
+        version="0.2.0",
     )
     app.state.settings = settings
     app.state.ingest = ingest
+    app.state.database = database
+    app.state.provisioner = provisioner
+    app.state.influx = influx or InfluxClient(
+        settings.influx_url, settings.influx_database, settings.influx_token
+    )
+    app.state.secret_key = settings.secret_key or load_or_create_secret(settings.state_dir)
+    errors.install(app)
     app.include_router(health.router)
+    v1 = APIRouter(prefix="/api/v1")
+    for module in (auth, org, residents, devices):
+        v1.include_router(module.router)
+    app.include_router(v1)
     return app

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     influx_database: str = "carewatch"
     influx_token: str | None = None
     database_url: str | None = None
+    mqtt_admin_url: str | None = Field(
+        None, description="broker account allowed to manage device credentials (dynamic security)"
+    )
+    secret_key: str | None = Field(
+        None, description="signs access tokens; default: a random key kept in the state folder"
+    )
     state_dir: Path = Path("./var")
     http_listen: str = "127.0.0.1:8000"
     log_format: str = Field("console", pattern="^(console|json)$")

@@ -1,4 +1,9 @@
-"""What the ingester knows of each device: online or not, last seen, battery, worn."""
+"""What the ingester knows of each device: online or not, last seen, battery, worn, last reading.
+
+The book is updated on the hot path, so it only assigns fields and remembers
+which devices changed (`dirty`); `ingest.statesync` turns that into database
+rows every few seconds, off the hot path.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,21 @@ from devices.models import (
     WristbandTelemetry,
 )
 
+Telemetry = WristbandTelemetry | BinTelemetry
+
 
 @dataclass(slots=True)
 class DeviceState:
     kind: Kind
     online: bool | None = None  # None until the device's status topic says
     status_since_ms: int | None = None
-    last_seen_ms: int = 0
+    last_seen_ms: int = 0  # 0: no reading yet (only a status message)
     battery: float | None = None
     worn: bool | None = None
     messages: int = 0
+    # The newest telemetry body by device ts, kept as the (frozen) Struct itself: it
+    # becomes a dict only when synced to the database (`ingest.statesync`).
+    last_telemetry: Telemetry | None = None
 
 
 class DeviceStatusBook:
@@ -31,6 +41,8 @@ class DeviceStatusBook:
     def __init__(self) -> None:
         self.devices: dict[str, DeviceState] = {}
         self.online = 0
+        # Devices changed since the last `take_dirty()`: what the state sync writes next.
+        self.dirty: set[str] = set()
 
     def _state(self, device_id: str, kind: Kind) -> DeviceState:
         state = self.devices.get(device_id)
@@ -39,19 +51,32 @@ class DeviceStatusBook:
         return state
 
     def seen(self, reading: Reading, now_ms: int) -> None:
-        state = self._state(reading.device_id, reading.kind)
+        # The hot path: one dict lookup, a few assignments, one set add.
+        device_id = reading.device_id
+        state = self.devices.get(device_id)
+        if state is None:
+            state = self.devices[device_id] = DeviceState(reading.kind)
         state.last_seen_ms = now_ms
         state.messages += 1
+        self.dirty.add(device_id)
         body = reading.body
-        if isinstance(body, WristbandTelemetry):
+        # Decoded bodies are exact Struct types (never subclasses): `type() is` is cheaper
+        # than an isinstance chain.
+        if type(body) is WristbandTelemetry:
             if body.battery is not None:
                 state.battery = body.battery
             if body.worn is not None:
                 state.worn = body.worn
-        elif isinstance(body, BinTelemetry):
+            last = state.last_telemetry
+            if last is None or body.ts >= last.ts:  # a late message is no newer reading
+                state.last_telemetry = body
+        elif type(body) is BinTelemetry:
             if body.battery is not None:
                 state.battery = body.battery
-        elif isinstance(body, WristbandEvent):
+            last = state.last_telemetry
+            if last is None or body.ts >= last.ts:
+                state.last_telemetry = body
+        elif type(body) is WristbandEvent:
             if body.type == "off_wrist":
                 state.worn = False
             elif body.type == "on_wrist":
@@ -63,3 +88,14 @@ class DeviceStatusBook:
             self.online += (1 if change.online else 0) - (1 if state.online else 0)
         state.online = change.online
         state.status_since_ms = change.received_ms
+        self.dirty.add(change.device_id)
+
+    def take_dirty(self) -> set[str]:
+        """The devices changed since the last call; from now on changes collect in a new set."""
+        dirty = self.dirty
+        self.dirty = set()
+        return dirty
+
+    def restore_dirty(self, device_ids: set[str]) -> None:
+        """Mark devices changed again (a sync that failed gives back what it took)."""
+        self.dirty |= device_ids

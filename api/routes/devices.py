@@ -1,0 +1,143 @@
+"""Devices: registration with MQTT credentials, binding, revocation, and their status."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from api.deps import AdminScope, ProvisionerDep, ScopeDep, SessionDep
+from api.schemas.common import ERRORS, Page
+from api.schemas.devices import (
+    BindRequest,
+    DeviceCreate,
+    DeviceCredentials,
+    DevicePublic,
+    DeviceStatusPublic,
+)
+from api.schemas.residents import BindingPublic
+from api.security import new_device_password
+from devices import registry
+from devices.provisioning import ProvisioningError
+from devices.tables import DeviceBinding
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["devices"], responses={k: ERRORS[k] for k in (401, 403, 404, 409, 422)})
+StateFilter = Literal["offline", "silent", "low_battery", "not_worn", "online"]
+
+
+async def _credentials(
+    provisioner: ProvisionerDep, device_id: str, kind: str, *, restore: bool = False
+) -> DeviceCredentials:
+    password = new_device_password()
+    try:
+        if restore:
+            await provisioner.restore_device(device_id, password)
+        else:
+            await provisioner.add_device(device_id, password)
+        updated = True
+    except ProvisioningError as exc:
+        # The registry keeps the device; an operator re-issues credentials once the broker answers.
+        log.error("broker not updated for %s: %s", device_id, exc)
+        updated = False
+    return DeviceCredentials(
+        device_id=device_id, mqtt_username=device_id, mqtt_password=password,
+        topics=f"cw/v1/{kind}/{device_id}/#", broker_updated=updated,
+    )
+
+
+@router.post("/devices", status_code=201, summary="Register a device; its MQTT password is shown once")
+async def register_device(
+    body: DeviceCreate, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
+) -> DeviceCredentials:
+    device = await registry.register_device(
+        session, scope, device_id=body.id, kind=body.kind, grid_id=body.grid_id,
+        interval_s=body.interval_s,
+    )
+    return await _credentials(provisioner, device.id, device.kind)
+
+
+@router.get("/devices/{device_id}", summary="One device")
+async def get_device(device_id: str, scope: ScopeDep, session: SessionDep) -> DevicePublic:
+    return DevicePublic.model_validate(await registry.get_device(session, scope, device_id))
+
+
+@router.post("/devices/{device_id}/bind", summary="Bind a wristband to a resident or a bin to a building")
+async def bind_device(
+    device_id: str, body: BindRequest, scope: ScopeDep, session: SessionDep
+) -> BindingPublic:
+    binding = await registry.bind_device(session, scope, device_id, **body.model_dump())
+    return BindingPublic.model_validate(binding)
+
+
+@router.get("/devices/{device_id}/bindings", summary="Who or where a device served, over time")
+async def bindings(device_id: str, scope: ScopeDep, session: SessionDep) -> list[BindingPublic]:
+    device = await registry.get_device(session, scope, device_id)
+    rows = await session.scalars(
+        select(DeviceBinding).where(DeviceBinding.device_id == device.id).order_by(DeviceBinding.start)
+    )
+    return [BindingPublic.model_validate(b) for b in rows.all()]
+
+
+@router.post("/devices/{device_id}/revoke", summary="Lock a device out of the broker (admin)")
+async def revoke_device(
+    device_id: str, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
+) -> DevicePublic:
+    device = await registry.set_revoked(session, scope, device_id, True)
+    await provisioner.revoke_device(device.id)
+    return DevicePublic.model_validate(device)
+
+
+@router.post("/devices/{device_id}/restore", summary="Re-admit a device with new credentials (admin)")
+async def restore_device(
+    device_id: str, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
+) -> DeviceCredentials:
+    device = await registry.set_revoked(session, scope, device_id, False)
+    return await _credentials(provisioner, device.id, device.kind, restore=True)
+
+
+@router.get("/status/devices", summary="Device status for supervisors: offline, low battery, not worn")
+async def device_status(
+    scope: ScopeDep,
+    session: SessionDep,
+    grid_id: int | None = None,
+    community_id: int | None = None,
+    kind: Literal["wristband", "bin"] | None = None,
+    state: StateFilter | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[DeviceStatusPublic]:
+    """Served from the state the ingester keeps in the registry, never from InfluxDB.
+
+    Offline: the status topic says so, or silent for three reporting intervals.
+    """
+    rows, count = await registry.device_status(
+        session, scope, now_ms=int(time.time() * 1000), grid_id=grid_id,
+        community_id=community_id, kind=kind, state=state, offset=offset, limit=limit,
+    )
+    data = []
+    for row in rows:
+        st = row.state
+        last_seen = st.last_seen_ms if st is not None else None
+        data.append(
+            DeviceStatusPublic(
+                device_id=row.device.id,
+                kind=row.device.kind,
+                grid_id=row.device.grid_id,
+                community_id=row.community_id,
+                online=not row.offline,
+                silent=row.silent,
+                status=None if st is None or st.online is None else ("online" if st.online else "offline"),
+                last_seen=datetime.fromtimestamp(last_seen / 1000, UTC) if last_seen else None,
+                battery=st.battery if st is not None else None,
+                worn=st.worn if st is not None else None,
+                low_battery=bool(st is not None and st.battery is not None
+                                 and st.battery < registry.LOW_BATTERY),
+                last_reading=(st.last_reading or {}) if st is not None else {},
+            )
+        )
+    return Page(data=data, count=count)

@@ -1,0 +1,39 @@
+"""Shared shapes: pages of results, error bodies."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):  # noqa: UP046 - Python 3.11 has no PEP 695
+    """One page of a list: the items and how many there are in all."""
+
+    data: list[T]
+    count: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    message_en: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ORMModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+ERRORS = {
+    401: {"model": ErrorBody, "description": "未登录 / not authenticated"},
+    403: {"model": ErrorBody, "description": "没有权限 / not allowed"},
+    404: {"model": ErrorBody, "description": "未找到 / not found"},
+    409: {"model": ErrorBody, "description": "冲突 / conflict"},
+    422: {"model": ErrorBody, "description": "输入有误 / invalid input"},
+}

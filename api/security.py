@@ -1,0 +1,74 @@
+"""Passwords, access tokens and API keys: what is stored is a hash, what is handed out expires."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import jwt
+from pwdlib import PasswordHash
+
+ALGORITHM: Final = "HS256"
+API_KEY_PREFIX: Final = "cwk"
+_hasher = PasswordHash.recommended()  # argon2id
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    return _hasher.verify(password, password_hash)
+
+
+def create_access_token(subject: str, secret: str, lifetime: timedelta) -> str:
+    expires = datetime.now(UTC) + lifetime
+    return jwt.encode({"sub": subject, "exp": expires}, secret, algorithm=ALGORITHM)
+
+
+def token_subject(token: str, secret: str) -> str | None:
+    """The user a token names, or None if it is forged, malformed or expired."""
+    try:
+        payload = jwt.decode(token, secret, algorithms=[ALGORITHM])
+    except jwt.PyJWTError:
+        return None
+    subject = payload.get("sub")
+    return subject if isinstance(subject, str) else None
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """(the key to hand out once, its lookup prefix, the hash to store)."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    return f"{API_KEY_PREFIX}_{prefix}_{secret}", prefix, hash_api_key(secret)
+
+
+def split_api_key(key: str) -> tuple[str, str] | None:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+        return None
+    return parts[1], parts[2]
+
+
+def hash_api_key(secret: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is enough (no dictionary to guess from).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_device_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def load_or_create_secret(state_dir: Path) -> str:
+    """The token signing key: from the state folder, created (0600) on first start."""
+    path = state_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
