@@ -11,7 +11,9 @@ from typing import Any
 import uvicorn
 
 from api.main import create_app
-from carewatch.settings import Settings
+from carewatch.settings import MqttTarget, Settings
+from devices.db import Database
+from devices.provisioning import BrokerProvisioner, DynsecProvisioner, ProvisioningError
 from ingest.service import IngestService
 
 log = logging.getLogger("carewatch")
@@ -26,14 +28,43 @@ class Server(uvicorn.Server):
         yield
 
 
+class NoBroker:
+    """The provisioner when CAREWATCH_MQTT_ADMIN_URL is unset: says so instead of pretending."""
+
+    async def _refuse(self, device_id: str) -> None:
+        msg = (
+            f"device {device_id}: CAREWATCH_MQTT_ADMIN_URL is not set, so the broker was not "
+            "updated; add the credentials by hand (mosquitto/README.md) or set it"
+        )
+        raise ProvisioningError(msg)
+
+    async def add_device(self, device_id: str, password: str) -> None:
+        await self._refuse(device_id)
+
+    async def revoke_device(self, device_id: str) -> None:
+        await self._refuse(device_id)
+
+    async def restore_device(self, device_id: str, password: str) -> None:
+        await self._refuse(device_id)
+
+
+def provisioner_for(settings: Settings) -> BrokerProvisioner:
+    if settings.mqtt_admin_url:
+        return DynsecProvisioner(MqttTarget.from_url(settings.mqtt_admin_url))
+    return NoBroker()
+
+
 async def serve(
     settings: Settings, stop: asyncio.Event, *, service: IngestService | None = None
 ) -> None:
     """Serve the API (and run `service` when given) until `stop` is set; then stop both cleanly."""
     host, port = settings.http_host_port
+    database = Database(settings.database_url_resolved)
+    await database.migrate()
+    app = create_app(settings, database=database, provisioner=provisioner_for(settings), ingest=service)
     server = Server(
         uvicorn.Config(
-            create_app(settings, service),
+            app,
             host=host,
             port=port,
             log_level="warning",
@@ -49,6 +80,7 @@ async def serve(
     stop.set()
     server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
+    await database.dispose()
     for task in done:
         if task is not stopper and (exc := task.exception()) is not None:
             raise exc

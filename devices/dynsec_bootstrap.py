@@ -310,13 +310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = os.environ
     try:
-        missing = [
-            name
-            for name in ("CAREWATCH_MQTT_ADMIN_PASSWORD", "CAREWATCH_MQTT_PASSWORD")
-            if not env.get(name)
-        ]
+        needed = {
+            "CAREWATCH_MQTT_ADMIN_PASSWORD": ADMIN_USER,
+            "CAREWATCH_MQTT_PASSWORD": SERVICE_USER,
+        }
+        missing = [f"{name} (for {user})" for name, user in needed.items() if not env.get(name)]
         if missing:
-            msg = f"set {' and '.join(missing)}: the passwords of {ADMIN_USER} and {SERVICE_USER}"
+            msg = f"set {' and '.join(missing)}"
             raise DynsecConfigError(msg)
         path = write_config(
             args.path,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import BigInteger, Select, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.access import Role, Scope
@@ -449,8 +449,9 @@ async def device_status(
         query = query.where(Grid.community_id == community_id)
     if kind is not None:
         query = query.where(Device.kind == kind)
-    silent_before = now_ms - Device.interval_s * 1000
-    offline_before = now_ms - Device.interval_s * 1000 * OFFLINE_INTERVALS
+    now = literal(now_ms, BigInteger)  # PostgreSQL would take a bare int for int4
+    silent_before = now - Device.interval_s * 1000
+    offline_before = now - Device.interval_s * 1000 * OFFLINE_INTERVALS
     never_seen = DeviceState.last_seen_ms.is_(None)
     if state == "offline":
         query = query.where(
@@ -580,5 +581,4 @@ __all__ = [
     "DueVisit",
     "RegistryError",
     "StatusRow",
-    "and_",
 ]

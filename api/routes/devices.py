@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.deps import AdminScope, ProvisionerDep, ScopeDep, SessionDep
+from api.errors import ApiError
 from api.schemas.common import ERRORS, Page
 from api.schemas.devices import (
     BindRequest,
@@ -88,7 +89,14 @@ async def revoke_device(
     device_id: str, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
 ) -> DevicePublic:
     device = await registry.set_revoked(session, scope, device_id, True)
-    await provisioner.revoke_device(device.id)
+    try:
+        await provisioner.revoke_device(device.id)
+    except ProvisioningError as exc:
+        raise ApiError(
+            502, "broker_not_updated",
+            "设备已在登记系统中停用，但消息服务器未更新，请稍后重试",
+            f"revoked in the registry, but the broker was not updated: {exc}; try again",
+        ) from exc
     return DevicePublic.model_validate(device)
 
 

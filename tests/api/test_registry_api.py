@@ -175,3 +175,53 @@ def test_invalid_input_is_json_in_two_languages(api: Api) -> None:
     body = response.json()["error"]
     assert body["message"] == "输入不符合要求" and body["message_en"] == "invalid input"
     assert {p["field"] for p in body["problems"]} >= {"body.birth_year", "body.service_needs.0"}
+
+
+def test_device_status_filters_come_from_the_registry(api: Api) -> None:
+    """The state the ingester keeps answers: offline, silent, low battery, not worn."""
+    import time
+
+    from devices.tables import DeviceState
+
+    for device_id, kind in (("w1", "wristband"), ("w2", "wristband"), ("w3", "wristband"),
+                            ("b1", "bin")):
+        api.request("admin", "POST", "/devices", json={"id": device_id, "kind": kind,
+                                                       "grid_id": api.ids["grid_a"],
+                                                       "interval_s": 60})
+    api.request("admin", "POST", "/devices", json={"id": "w9", "kind": "wristband",
+                                                   "grid_id": api.ids["grid_b"]})
+    now = int(time.time() * 1000)
+    states = [
+        DeviceState(device_id="w1", online=True, last_seen_ms=now - 5_000, battery=80, worn=True,
+                    last_reading={"hr": 72, "spo2": 97}),
+        DeviceState(device_id="w2", online=True, last_seen_ms=now - 400_000, battery=10, worn=False),
+        DeviceState(device_id="w3", online=False, last_seen_ms=now - 5_000, battery=50, worn=True),
+        DeviceState(device_id="b1", online=True, last_seen_ms=now - 90_000, battery=90),
+        DeviceState(device_id="w9", online=False, last_seen_ms=now, battery=5),
+    ]
+
+    async def store() -> None:
+        database = api.client.app.state.database  # type: ignore[attr-defined]
+        async with database.sessions() as session:
+            session.add_all(states)
+            await session.commit()
+
+    api.client.portal.call(store)  # type: ignore[union-attr]
+
+    def ids(who: str, **params: Any) -> list[str]:
+        response = api.request(who, "GET", "/status/devices", params=params)
+        assert response.status_code == 200, response.text
+        return [d["device_id"] for d in response.json()["data"]]
+
+    assert ids("admin", state="offline") == ["w2", "w3", "w9"]  # w2 silent 400 s > 3 x 60 s
+    assert ids("admin", state="silent") == ["b1", "w2"]
+    assert ids("admin", state="low_battery") == ["w2", "w9"]
+    assert ids("admin", state="not_worn") == ["w2"]
+    assert ids("admin", state="online") == ["b1", "w1"]
+    assert ids("admin", kind="bin") == ["b1"]
+    assert ids("wang", state="low_battery") == ["w2"]  # w9 is another grid's
+    assert ids("qian") == []
+    one = api.request("zhao", "GET", "/status/devices", params={"kind": "wristband", "limit": 1})
+    body = one.json()
+    assert body["count"] == 4 and body["data"][0]["last_reading"] == {"hr": 72, "spo2": 97}
+    assert body["data"][0]["online"] is True

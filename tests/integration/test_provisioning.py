@@ -19,6 +19,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from carewatch.localstack import HOST, free_port
 from carewatch.settings import MqttTarget
@@ -140,7 +142,7 @@ class Device:
         self._disconnected = threading.Event()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id or user,
             protocol=mqtt.MQTTv5,
             # A kicked client must stay kicked for the test to see it.
@@ -156,17 +158,17 @@ class Device:
         self.client.loop_start()
         assert self._answered.wait(5), "no CONNACK within 5 s"
 
-    def _on_connect(self, c: object, u: object, flags: object, rc: mqtt.ReasonCode, p: object) -> None:
+    def _on_connect(self, c: object, u: object, flags: object, rc: ReasonCode, p: object) -> None:
         self.connack = rc.value
         self._answered.set()
 
     def _on_disconnect(
-        self, c: object, u: object, flags: object, rc: mqtt.ReasonCode, p: object
+        self, c: object, u: object, flags: object, rc: ReasonCode, p: object
     ) -> None:
         self.disconnects.append(rc.value)
         self._disconnected.set()
 
-    def _on_publish(self, c: object, u: object, mid: int, rc: mqtt.ReasonCode, p: object) -> None:
+    def _on_publish(self, c: object, u: object, mid: int, rc: ReasonCode, p: object) -> None:
         self.pubacks[mid] = rc.value
 
     @property
@@ -322,7 +324,9 @@ def test_provisioning_200_devices(dynsec_broker: DynsecBroker) -> None:
 
 
 def test_bootstrap_rewrite_keeps_provisioned_devices(dynsec_broker: DynsecBroker) -> None:
-    asyncio.run(DynsecProvisioner(dynsec_broker.admin(), timeout=5).add_device("prov-k1", _password(6)))
+    asyncio.run(
+        DynsecProvisioner(dynsec_broker.admin(), timeout=5).add_device("prov-k1", _password(6))
+    )
     dynsec_broker.stop()
     # What compose's init service does on every `up`: rotate the fixed accounts,
     # seed a dev device, drop loadgen (production), keep what was provisioned.

@@ -105,7 +105,11 @@ def test_status_channel_and_http_endpoints(
     state = service.status.devices["s2"]
     assert state.online is False and state.status_since_ms is not None
     wait_until(lambda: service.metrics.mqtt_connected, 5, "the health flag")
-    client = TestClient(create_app(settings, service))
+    from carewatch.runtime import NoBroker
+    from devices.db import Database
+
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
+    client = TestClient(create_app(settings, database=database, provisioner=NoBroker(), ingest=service))
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["ingest"]["devices_online"] == 1
