@@ -49,7 +49,9 @@ def get_provisioner(request: Request) -> BrokerProvisioner:
     return provisioner
 
 
-async def get_session(database: Annotated[Database, Depends(get_database)]) -> AsyncIterator[AsyncSession]:
+async def get_session(
+    database: Annotated[Database, Depends(get_database)],
+) -> AsyncIterator[AsyncSession]:
     async with database.sessions() as session:
         yield session
 
@@ -60,8 +62,12 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 InfluxDep = Annotated[InfluxClient, Depends(get_influx)]
 ProvisionerDep = Annotated[BrokerProvisioner, Depends(get_provisioner)]
 
-_UNAUTHENTICATED = ApiError(401, "not_authenticated", "未登录或登录已过期，请重新登录",
-                            "not authenticated: log in again or send a valid X-API-Key")
+_UNAUTHENTICATED = ApiError(
+    401,
+    "not_authenticated",
+    "未登录或登录已过期，请重新登录",
+    "not authenticated: log in again or send a valid X-API-Key",
+)
 
 
 async def get_current_user(
@@ -102,7 +108,9 @@ ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 def require_admin(scope: ScopeDep) -> Scope:
     if scope.role is not Role.ADMIN:
-        raise ApiError(403, "forbidden", "只有管理员可以这样做", "only an administrator may do this")
+        raise ApiError(
+            403, "forbidden", "只有管理员可以这样做", "only an administrator may do this"
+        )
     return scope
 
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pydantic import ValidationError
 
 from carewatch.logs import configure_logging
-from carewatch.runtime import serve
+from carewatch.runtime import run_service
 from carewatch.settings import load_settings
 
 log = logging.getLogger("carewatch")
@@ -66,13 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _run_until_signal(lambda stop: run_demo(settings, stop))
         return 0
-    from ingest.service import IngestService
-
-    async def run(stop: asyncio.Event) -> None:
-        service = IngestService(settings) if args.command in ("run", "ingest") else None
-        await serve(settings, stop, service=service)
-
-    _run_until_signal(run)
+    ingest = args.command in ("run", "ingest")
+    _run_until_signal(lambda stop: run_service(settings, stop, ingest=ingest))
     return 0
 
 

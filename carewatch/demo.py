@@ -19,6 +19,7 @@ from pathlib import Path
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from carewatch.runtime import serve
 from carewatch.settings import MqttTarget, Settings
+from devices.db import Database
 from ingest.service import IngestService
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
@@ -93,8 +94,10 @@ async def _run(
             "ingest": settings.ingest.model_copy(update={"devices_file": manifest}),
         }
     )
-    service = IngestService(service_settings)
-    server = asyncio.create_task(serve(service_settings, stop, service=service))
+    database = Database(service_settings.database_url_resolved)
+    await database.migrate()
+    service = IngestService(service_settings, database=database)
+    server = asyncio.create_task(serve(service_settings, stop, database=database, service=service))
     await asyncio.sleep(1.0)
     print(f"service on http://{service_settings.http_listen} (/metrics, /healthz, /docs)")
     print(
@@ -111,6 +114,7 @@ async def _run(
         await asyncio.wait_for(sim, 30)
     display.cancel()
     await server
+    await database.dispose()
 
 
 def broker_target(broker: Mosquitto) -> MqttTarget:

@@ -298,17 +298,45 @@ class PostgreSQL(_Server):
             shutil.chown(self.folder, "postgres")
             shutil.chown(pwfile, "postgres")
         subprocess.run(
-            [*self._as, _postgres_bin("initdb"), "-D", str(self.data), "-U", self.USER,
-             "--pwfile", str(pwfile), "-A", "scram-sha-256", "-E", "UTF8", "--locale", "C.UTF-8"],
-            check=True, capture_output=True,
+            [
+                *self._as,
+                _postgres_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.USER,
+                "--pwfile",
+                str(pwfile),
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale",
+                "C.UTF-8",
+            ],
+            check=True,
+            capture_output=True,
         )
         pwfile.unlink()
 
     def _command(self) -> list[str]:
         return [
-            *self._as, _postgres_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
-            "-c", f"listen_addresses={HOST}", "-c", f"unix_socket_directories={self.folder}",
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            *self._as,
+            _postgres_bin("postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={HOST}",
+            "-c",
+            f"unix_socket_directories={self.folder}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
         ]
 
     def start(self) -> None:
@@ -318,6 +346,30 @@ class PostgreSQL(_Server):
             shutil.chown(self.log, "postgres")
         super().start()
 
+    def stop(self, *, kill: bool = False, timeout: float = 20.0) -> None:
+        """Fast shutdown through pg_ctl: as root, a signal would reach only `runuser`."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            super().stop(kill=True)
+            return
+        subprocess.run(
+            [
+                *self._as,
+                _postgres_bin("pg_ctl"),
+                "stop",
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-t",
+                str(int(timeout)),
+            ],
+            check=False,
+            capture_output=True,
+        )
+        super().stop(timeout=timeout)
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+asyncpg://{self.USER}:{self.PASSWORD}@{HOST}:{self.port}/{database}"
 
@@ -326,6 +378,8 @@ class PostgreSQL(_Server):
         env = dict(os.environ, PGPASSWORD=self.PASSWORD)
         subprocess.run(
             [_postgres_bin("createdb"), "-h", HOST, "-p", str(self.port), "-U", self.USER, name],
-            check=True, capture_output=True, env=env,
+            check=True,
+            capture_output=True,
+            env=env,
         )
         return self.url(name)

@@ -54,14 +54,29 @@ def provisioner_for(settings: Settings) -> BrokerProvisioner:
     return NoBroker()
 
 
+async def run_service(settings: Settings, stop: asyncio.Event, *, ingest: bool) -> None:
+    """`carewatch run` / `ingest` / `api`: the registry, then ingest (when asked) and the API."""
+    database = Database(settings.database_url_resolved)
+    await database.migrate()
+    try:
+        service = IngestService(settings, database=database) if ingest else None
+        await serve(settings, stop, database=database, service=service)
+    finally:
+        await database.dispose()
+
+
 async def serve(
-    settings: Settings, stop: asyncio.Event, *, service: IngestService | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    database: Database,
+    service: IngestService | None = None,
 ) -> None:
     """Serve the API (and run `service` when given) until `stop` is set; then stop both cleanly."""
     host, port = settings.http_host_port
-    database = Database(settings.database_url_resolved)
-    await database.migrate()
-    app = create_app(settings, database=database, provisioner=provisioner_for(settings), ingest=service)
+    app = create_app(
+        settings, database=database, provisioner=provisioner_for(settings), ingest=service
+    )
     server = Server(
         uvicorn.Config(
             app,
@@ -80,7 +95,6 @@ async def serve(
     stop.set()
     server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
-    await database.dispose()
     for task in done:
         if task is not stopper and (exc := task.exception()) is not None:
             raise exc

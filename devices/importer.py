@@ -45,6 +45,7 @@ __all__ = [
     "parse_devices",
     "parse_residents",
     "read_text",
+    "resident_identity",
     "residents_from_text",
 ]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, Select, func, literal, or_, select
+from sqlalchemy import BigInteger, Select, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.access import Role, Scope
@@ -192,7 +192,7 @@ async def _check_building(
         )
 
 
-def _resident_query(scope: Scope) -> Select[tuple[Resident]]:
+def _resident_query(scope: Scope) -> Select[Resident]:
     return select(Resident).where(scope.grid_filter(Resident.grid_id))
 
 
@@ -262,11 +262,11 @@ async def delete_resident(session: AsyncSession, scope: Scope, resident_id: int)
         binding.end = now
     await session.flush()
     await session.execute(
-        DeviceBinding.__table__.update()
+        update(DeviceBinding)
         .where(DeviceBinding.resident_id == resident.id)
         .values(resident_id=None)
     )
-    await session.execute(Visit.__table__.delete().where(Visit.resident_id == resident.id))
+    await session.execute(delete(Visit).where(Visit.resident_id == resident.id))
     await session.delete(resident)
     await session.commit()
 
@@ -312,7 +312,7 @@ async def register_device(
     return device
 
 
-def _device_query(scope: Scope) -> Select[tuple[Device]]:
+def _device_query(scope: Scope) -> Select[Device]:
     # Devices not yet given to anyone are stock every grid may hand out.
     return select(Device).where(or_(Device.grid_id.is_(None), scope.grid_filter(Device.grid_id)))
 

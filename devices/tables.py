@@ -1,4 +1,4 @@
-"""The registry's tables (SQLAlchemy 2): who lives where, who answers for them, which device is whose.
+"""The registry tables (SQLAlchemy 2): who lives where, who answers for them, whose device is whose.
 
 One resident, one file (一人一档): a profile with health notes, personal vital
 limits, emergency contacts in order and a visit schedule. Grids (网格) belong to
@@ -10,7 +10,7 @@ validity interval, so re-binding a wristband to someone else keeps history.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -32,7 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 def _now() -> Any:

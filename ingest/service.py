@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from carewatch.settings import Settings
+from devices.db import Database
 from devices.decode import Decoder
 from devices.directory import load_devices_csv
 from devices.topics import SUBSCRIPTION
@@ -18,6 +19,7 @@ from ingest.metrics import IngestMetrics
 from ingest.mqtt import MqttSubscriber, SessionOptions
 from ingest.pipeline import Ingester, ReadingConsumer
 from ingest.spool import Spool
+from ingest.statesync import DeviceStateSync
 from ingest.status import DeviceStatusBook
 from ingest.writer import TelemetryWriter
 
@@ -27,11 +29,18 @@ log = logging.getLogger(__name__)
 class IngestService:
     """Owns the ingest parts and their tasks; `run` until `stop` is set, then flush."""
 
-    def __init__(self, settings: Settings, consumers: Sequence[ReadingConsumer] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        consumers: Sequence[ReadingConsumer] = (),
+        database: Database | None = None,
+    ) -> None:
         tuning = settings.ingest
         self.settings = settings
         self.metrics = IngestMetrics()
         self.status = DeviceStatusBook()
+        # Device state for the API (`device_state`), upserted every 2 s when a database is given.
+        self.statesync = DeviceStateSync(self.status, database) if database is not None else None
         state_dir = settings.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.influx = InfluxClient(
@@ -100,6 +109,10 @@ class IngestService:
             asyncio.create_task(self.ingester.run_downstream(), name="ingest-downstream"),
             asyncio.create_task(self._watch(stop), name="ingest-watch"),
         ]
+        sync_stop = asyncio.Event()
+        sync = None
+        if self.statesync is not None:
+            sync = asyncio.create_task(self.statesync.run(sync_stop), name="ingest-statesync")
         try:
             await stop.wait()
         finally:
@@ -111,6 +124,11 @@ class IngestService:
             finally:
                 mqtt_stop.set()
                 await mqtt
+                if sync is not None:
+                    # Nothing more is read: the last flush writes the final state (bounded
+                    # by DeviceStateSync.timeout); the database stays the caller's to dispose.
+                    sync_stop.set()
+                    await sync
                 for task in tasks:
                     task.cancel()
                 for task in tasks:

@@ -93,15 +93,21 @@ def _set_clause(excluded: Any, with_reading: bool) -> dict[str, ColumnElement[An
     return set_
 
 
-def upsert_statement(dialect: str, rows: list[Row], *, with_reading: bool) -> Executable:
-    """One multi-row INSERT ... ON CONFLICT (device_id) DO UPDATE for SQLite or PostgreSQL."""
+def upsert_statement(dialect: str, *, with_reading: bool) -> Executable:
+    """INSERT ... ON CONFLICT (device_id) DO UPDATE for SQLite or PostgreSQL, run with many rows.
+
+    Built once and executed with a list of rows (the driver's executemany: one
+    prepared statement for the whole batch). A multi-row VALUES list would have
+    SQLAlchemy compile a new statement for every batch, which costs about
+    70 µs a row, more than the database's own work.
+    """
     if dialect == "sqlite":
-        lite = sqlite.insert(_TABLE).values(rows)
+        lite = sqlite.insert(_TABLE)
         return lite.on_conflict_do_update(
             index_elements=[_TABLE.c.device_id], set_=_set_clause(lite.excluded, with_reading)
         )
     if dialect == "postgresql":
-        pg = postgresql.insert(_TABLE).values(rows)
+        pg = postgresql.insert(_TABLE)
         return pg.on_conflict_do_update(
             index_elements=[_TABLE.c.device_id], set_=_set_clause(pg.excluded, with_reading)
         )
@@ -110,7 +116,13 @@ def upsert_statement(dialect: str, rows: list[Row], *, with_reading: bool) -> Ex
 
 
 class DeviceStateSync:
-    """Writes the book's changed devices to `device_state` every `interval` seconds."""
+    """Writes the book's changed devices to `device_state` every `interval` seconds.
+
+    `timeout` bounds each flush that `run` makes, so a hanging database holds up
+    neither the loop nor shutdown. asyncpg stops a query when cancelled; aiosqlite
+    cannot, so on SQLite a flush waiting on another writer's lock ends when
+    SQLite's busy timeout (5 s) does. The `Database` stays the caller's to dispose.
+    """
 
     def __init__(
         self,
@@ -122,15 +134,14 @@ class DeviceStateSync:
         timeout: float = 10.0,
     ) -> None:
         dialect = database.engine.dialect.name
-        if dialect not in _DIALECTS:
-            msg = f"device state sync supports {' and '.join(_DIALECTS)}, not {dialect}"
-            raise ValueError(msg)
         if interval <= 0 or batch_rows < 1 or timeout <= 0:
             msg = "interval and timeout must be positive and batch_rows at least 1"
             raise ValueError(msg)
         self.book = book
         self.database = database
         self.dialect = dialect
+        self._upsert_with_reading = upsert_statement(dialect, with_reading=True)
+        self._upsert_without_reading = upsert_statement(dialect, with_reading=False)
         self.interval = interval
         self.batch_rows = batch_rows
         self.timeout = timeout
@@ -213,11 +224,12 @@ class DeviceStateSync:
                     continue
                 row = state_row(device_id, state)
                 (with_reading if row["last_reading"] else without_reading).append(row)
-            for rows, has_reading in ((with_reading, True), (without_reading, False)):
+            for rows, statement in (
+                (with_reading, self._upsert_with_reading),
+                (without_reading, self._upsert_without_reading),
+            ):
                 if rows:
-                    await conn.execute(
-                        upsert_statement(self.dialect, rows, with_reading=has_reading)
-                    )
+                    await conn.execute(statement, rows)
                     written += len(rows)
         return written
 

@@ -37,7 +37,9 @@ async def me(user: CurrentUser) -> UserPublic:
 
 
 @router.post("/api-keys", status_code=201, summary="Create an API key for a machine client")
-async def create_api_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyCreate, user: CurrentUser, session: SessionDep
+) -> ApiKeyCreated:
     key, prefix, key_hash = new_api_key()
     record = ApiKey(user_id=user.id, name=body.name, prefix=prefix, key_hash=key_hash)
     session.add(record)
@@ -45,8 +47,12 @@ async def create_api_key(body: ApiKeyCreate, user: CurrentUser, session: Session
     return ApiKeyCreated(id=record.id, name=record.name, key=key)
 
 
-@router.delete("/api-keys/{key_id}", status_code=204, summary="Revoke one of my API keys",
-               responses={404: ERRORS[404]})
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=204,
+    summary="Revoke one of my API keys",
+    responses={404: ERRORS[404]},
+)
 async def revoke_api_key(key_id: int, user: CurrentUser, session: SessionDep) -> None:
     record = await session.get(ApiKey, key_id)
     if record is None or record.user_id != user.id:

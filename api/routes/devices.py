@@ -46,17 +46,26 @@ async def _credentials(
         log.error("broker not updated for %s: %s", device_id, exc)
         updated = False
     return DeviceCredentials(
-        device_id=device_id, mqtt_username=device_id, mqtt_password=password,
-        topics=f"cw/v1/{kind}/{device_id}/#", broker_updated=updated,
+        device_id=device_id,
+        mqtt_username=device_id,
+        mqtt_password=password,
+        topics=f"cw/v1/{kind}/{device_id}/#",
+        broker_updated=updated,
     )
 
 
-@router.post("/devices", status_code=201, summary="Register a device; its MQTT password is shown once")
+@router.post(
+    "/devices", status_code=201, summary="Register a device; its MQTT password is shown once"
+)
 async def register_device(
     body: DeviceCreate, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
 ) -> DeviceCredentials:
     device = await registry.register_device(
-        session, scope, device_id=body.id, kind=body.kind, grid_id=body.grid_id,
+        session,
+        scope,
+        device_id=body.id,
+        kind=body.kind,
+        grid_id=body.grid_id,
         interval_s=body.interval_s,
     )
     return await _credentials(provisioner, device.id, device.kind)
@@ -67,7 +76,9 @@ async def get_device(device_id: str, scope: ScopeDep, session: SessionDep) -> De
     return DevicePublic.model_validate(await registry.get_device(session, scope, device_id))
 
 
-@router.post("/devices/{device_id}/bind", summary="Bind a wristband to a resident or a bin to a building")
+@router.post(
+    "/devices/{device_id}/bind", summary="Bind a wristband to a resident or a bin to a building"
+)
 async def bind_device(
     device_id: str, body: BindRequest, scope: ScopeDep, session: SessionDep
 ) -> BindingPublic:
@@ -79,7 +90,9 @@ async def bind_device(
 async def bindings(device_id: str, scope: ScopeDep, session: SessionDep) -> list[BindingPublic]:
     device = await registry.get_device(session, scope, device_id)
     rows = await session.scalars(
-        select(DeviceBinding).where(DeviceBinding.device_id == device.id).order_by(DeviceBinding.start)
+        select(DeviceBinding)
+        .where(DeviceBinding.device_id == device.id)
+        .order_by(DeviceBinding.start)
     )
     return [BindingPublic.model_validate(b) for b in rows.all()]
 
@@ -93,14 +106,17 @@ async def revoke_device(
         await provisioner.revoke_device(device.id)
     except ProvisioningError as exc:
         raise ApiError(
-            502, "broker_not_updated",
+            502,
+            "broker_not_updated",
             "设备已在登记系统中停用，但消息服务器未更新，请稍后重试",
             f"revoked in the registry, but the broker was not updated: {exc}; try again",
         ) from exc
     return DevicePublic.model_validate(device)
 
 
-@router.post("/devices/{device_id}/restore", summary="Re-admit a device with new credentials (admin)")
+@router.post(
+    "/devices/{device_id}/restore", summary="Re-admit a device with new credentials (admin)"
+)
 async def restore_device(
     device_id: str, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
 ) -> DeviceCredentials:
@@ -108,7 +124,9 @@ async def restore_device(
     return await _credentials(provisioner, device.id, device.kind, restore=True)
 
 
-@router.get("/status/devices", summary="Device status for supervisors: offline, low battery, not worn")
+@router.get(
+    "/status/devices", summary="Device status for supervisors: offline, low battery, not worn"
+)
 async def device_status(
     scope: ScopeDep,
     session: SessionDep,
@@ -124,8 +142,15 @@ async def device_status(
     Offline: the status topic says so, or silent for three reporting intervals.
     """
     rows, count = await registry.device_status(
-        session, scope, now_ms=int(time.time() * 1000), grid_id=grid_id,
-        community_id=community_id, kind=kind, state=state, offset=offset, limit=limit,
+        session,
+        scope,
+        now_ms=int(time.time() * 1000),
+        grid_id=grid_id,
+        community_id=community_id,
+        kind=kind,
+        state=state,
+        offset=offset,
+        limit=limit,
     )
     data = []
     for row in rows:
@@ -139,12 +164,15 @@ async def device_status(
                 community_id=row.community_id,
                 online=not row.offline,
                 silent=row.silent,
-                status=None if st is None or st.online is None else ("online" if st.online else "offline"),
+                status=None
+                if st is None or st.online is None
+                else ("online" if st.online else "offline"),
                 last_seen=datetime.fromtimestamp(last_seen / 1000, UTC) if last_seen else None,
                 battery=st.battery if st is not None else None,
                 worn=st.worn if st is not None else None,
-                low_battery=bool(st is not None and st.battery is not None
-                                 and st.battery < registry.LOW_BATTERY),
+                low_battery=bool(
+                    st is not None and st.battery is not None and st.battery < registry.LOW_BATTERY
+                ),
                 last_reading=(st.last_reading or {}) if st is not None else {},
             )
         )

@@ -26,7 +26,9 @@ router = APIRouter(tags=["organisation"], responses={k: ERRORS[k] for k in (401,
 
 
 @router.post("/communities", status_code=201, summary="Register a community (admin)")
-async def create_community(body: CommunityCreate, scope: AdminScope, session: SessionDep) -> CommunityPublic:
+async def create_community(
+    body: CommunityCreate, scope: AdminScope, session: SessionDep
+) -> CommunityPublic:
     community = await registry.create_community(session, scope, **body.model_dump())
     return CommunityPublic.model_validate(community)
 
@@ -36,7 +38,9 @@ async def list_communities(scope: ScopeDep, session: SessionDep) -> list[Communi
     query = select(Community).order_by(Community.id)
     if not scope.is_admin:
         grids = await registry.list_grids(session, scope)
-        query = query.where(Community.id.in_({g.community_id for g in grids} | {scope.community_id or -1}))
+        query = query.where(
+            Community.id.in_({g.community_id for g in grids} | {scope.community_id or -1})
+        )
     return [CommunityPublic.model_validate(c) for c in (await session.scalars(query)).all()]
 
 
@@ -52,7 +56,9 @@ async def list_grids(scope: ScopeDep, session: SessionDep) -> list[GridPublic]:
 
 
 @router.post("/buildings", status_code=201, summary="Register a building of a grid (admin)")
-async def create_building(body: BuildingCreate, scope: AdminScope, session: SessionDep) -> BuildingPublic:
+async def create_building(
+    body: BuildingCreate, scope: AdminScope, session: SessionDep
+) -> BuildingPublic:
     building = await registry.create_building(session, scope, **body.model_dump())
     return BuildingPublic.model_validate(building)
 
@@ -67,7 +73,9 @@ async def create_user(body: UserCreate, scope: AdminScope, session: SessionDep) 
     if await session.scalar(select(User.id).where(User.username == body.username)):
         raise ApiError(409, "conflict", f"用户名 {body.username} 已被使用", "username taken")
     if body.role == "supervisor" and body.community_id is None:
-        raise ApiError(422, "community_required", "社区主管须指定社区", "a supervisor needs a community")
+        raise ApiError(
+            422, "community_required", "社区主管须指定社区", "a supervisor needs a community"
+        )
     fields = body.model_dump(exclude={"password"})
     user = User(**fields, password_hash=hash_password(body.password))
     session.add(user)

@@ -1,4 +1,4 @@
-"""Residents' files (一人一档): profiles, contacts, visits, export and erasure, telemetry history."""
+"""Resident files (一人一档): profiles, contacts, visits, export and erasure, telemetry."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ NICE_INTERVALS = (60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86_400)
 
 
 @router.post("/residents", status_code=201, summary="Open a resident's file")
-async def create_resident(body: ResidentCreate, scope: ScopeDep, session: SessionDep) -> ResidentPublic:
+async def create_resident(
+    body: ResidentCreate, scope: ScopeDep, session: SessionDep
+) -> ResidentPublic:
     fields = body.model_dump()
     fields["vital_limits"] = body.vital_limits.model_dump(exclude_none=True)
     resident = await registry.create_resident(session, scope, fields)
@@ -65,17 +67,23 @@ async def update_resident(
 ) -> ResidentPublic:
     changes = body.model_dump(exclude_unset=True)
     if "vital_limits" in changes:
-        changes["vital_limits"] = (body.vital_limits.model_dump(exclude_none=True)
-                                   if body.vital_limits else {})
+        changes["vital_limits"] = (
+            body.vital_limits.model_dump(exclude_none=True) if body.vital_limits else {}
+        )
     for required in ("grid_id", "name", "health_notes", "service_needs", "tags"):
         if required in changes and changes[required] is None:
-            raise ApiError(422, "invalid_input", f"{required} 不能为空", f"{required} cannot be null")
+            raise ApiError(
+                422, "invalid_input", f"{required} 不能为空", f"{required} cannot be null"
+            )
     resident = await registry.update_resident(session, scope, resident_id, changes)
     return ResidentPublic.model_validate(resident)
 
 
-@router.delete("/residents/{resident_id}", status_code=204,
-               summary="Erase a resident's file (data subject's request)")
+@router.delete(
+    "/residents/{resident_id}",
+    status_code=204,
+    summary="Erase a resident's file (data subject's request)",
+)
 async def delete_resident(resident_id: int, scope: ScopeDep, session: SessionDep) -> None:
     await registry.delete_resident(session, scope, resident_id)
 
@@ -100,7 +108,10 @@ async def record_visit(
 
 @router.get("/residents/{resident_id}/visits", summary="A resident's visits, newest first")
 async def list_visits(resident_id: int, scope: ScopeDep, session: SessionDep) -> list[VisitPublic]:
-    return [VisitPublic.model_validate(v) for v in await registry.list_visits(session, scope, resident_id)]
+    return [
+        VisitPublic.model_validate(v)
+        for v in await registry.list_visits(session, scope, resident_id)
+    ]
 
 
 @router.get("/visits/due", summary="Visits due within a day, and overdue ones")
@@ -110,8 +121,13 @@ async def due_visits(
     due = await registry.due_visits(session, scope, now=datetime.now(UTC), grid_id=grid_id)
     return [
         DueVisitPublic(
-            resident_id=d.resident.id, resident_name=d.resident.name, grid_id=d.resident.grid_id,
-            need=d.need, last_visit=d.last_visit, due_at=d.due_at, overdue=d.overdue,
+            resident_id=d.resident.id,
+            resident_name=d.resident.name,
+            grid_id=d.resident.grid_id,
+            need=d.need,
+            last_visit=d.last_visit,
+            due_at=d.due_at,
+            overdue=d.overdue,
         )
         for d in due
     ]
@@ -136,8 +152,12 @@ async def telemetry(
     end = end or datetime.now(UTC)
     start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
     if end <= start or end - start > timedelta(days=366):
-        raise ApiError(422, "bad_range", "时间范围须为正且不超过一年",
-                       "the range must be positive and at most a year")
+        raise ApiError(
+            422,
+            "bad_range",
+            "时间范围须为正且不超过一年",
+            "the range must be positive and at most a year",
+        )
     interval = _interval(end - start)
     points: list[TelemetryPoint] = []
     for binding in await registry.bindings_of_resident(session, resident.id, start, end):
@@ -146,7 +166,7 @@ async def telemetry(
         fields = ", ".join(f'mean("{f}") AS "{f}"' for f in VITALS)
         device = binding.device_id.replace("'", "")
         series = await influx.query(
-            f"SELECT {fields} FROM \"vitals\" WHERE \"device_id\" = '{device}' "
+            f'SELECT {fields} FROM "vitals" WHERE "device_id" = \'{device}\' '
             f"AND time >= {int(b_start.timestamp() * 1000)}ms "
             f"AND time < {int(b_end.timestamp() * 1000)}ms "
             f"GROUP BY time({interval}s) fill(none)"
@@ -155,11 +175,13 @@ async def telemetry(
             columns = s["columns"]
             for row in s["values"]:
                 values = dict(zip(columns[1:], row[1:], strict=True))
-                points.append(TelemetryPoint(time=datetime.fromtimestamp(row[0] / 1000, UTC),
-                                             values=values))
+                points.append(
+                    TelemetryPoint(time=datetime.fromtimestamp(row[0] / 1000, UTC), values=values)
+                )
     points.sort(key=lambda p: p.time)
-    return TelemetryHistory(resident_id=resident.id, start=start, end=end, interval_s=interval,
-                            points=points)
+    return TelemetryHistory(
+        resident_id=resident.id, start=start, end=end, interval_s=interval, points=points
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 T = TypeVar("T")
 
 
-class Page(BaseModel, Generic[T]):  # noqa: UP046 - Python 3.11 has no PEP 695
+class Page(BaseModel, Generic[T]):
     """One page of a list: the items and how many there are in all."""
 
     data: list[T]

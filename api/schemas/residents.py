@@ -19,7 +19,7 @@ class ContactIn(BaseModel):
     relation: str = Field(min_length=1, max_length=32, examples=["儿子"])
     phone: str | None = Field(None, pattern=PHONE, examples=["13800138000"])
     wechat: str | None = Field(None, max_length=200, examples=["wxpusher://TOKEN/UID_abc"])
-    channels: list[Channel] = Field(default_factory=lambda: ["sms"])
+    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["sms"]))
 
 
 class ContactPublic(ContactIn, ORMModel):

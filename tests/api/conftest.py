@@ -89,8 +89,14 @@ class Api:
 async def _seed_admin(database: Database) -> None:
     await database.migrate()
     async with database.sessions() as session:
-        session.add(User(username="admin", full_name="管理员", role="admin",
-                         password_hash=hash_password(PASSWORD)))
+        session.add(
+            User(
+                username="admin",
+                full_name="管理员",
+                role="admin",
+                password_hash=hash_password(PASSWORD),
+            )
+        )
         await session.commit()
 
 
@@ -101,8 +107,9 @@ def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
     asyncio.run(_seed_admin(database))
     asyncio.run(database.dispose())  # the app's loop opens its own connections
     provisioner = RecordingProvisioner()
-    settings = Settings(state_dir=tmp_path / "state", database_url=database_url,
-                        influx_url="http://127.0.0.1:9")
+    settings = Settings(
+        state_dir=tmp_path / "state", database_url=database_url, influx_url="http://127.0.0.1:9"
+    )
     app = create_app(settings, database=database, provisioner=provisioner)
     with TestClient(app) as client:
         api = Api(client, provisioner)
@@ -110,25 +117,56 @@ def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
         other = api.request("admin", "POST", "/communities", json={"name": "和平小区"}).json()
         users = {}
         for username, role, community_id in (
-            ("wang", "grid_worker", None), ("li", "grid_worker", None),
-            ("zhao", "supervisor", community["id"]), ("qian", "supervisor", other["id"]),
+            ("wang", "grid_worker", None),
+            ("li", "grid_worker", None),
+            ("zhao", "supervisor", community["id"]),
+            ("qian", "supervisor", other["id"]),
         ):
-            response = api.request("admin", "POST", "/users", json={
-                "username": username, "password": PASSWORD, "full_name": username,
-                "role": role, "community_id": community_id,
-            })
+            response = api.request(
+                "admin",
+                "POST",
+                "/users",
+                json={
+                    "username": username,
+                    "password": PASSWORD,
+                    "full_name": username,
+                    "role": role,
+                    "community_id": community_id,
+                },
+            )
             assert response.status_code == 201, response.text
             users[username] = response.json()["id"]
-        grid_a = api.request("admin", "POST", "/grids", json={
-            "community_id": community["id"], "name": "网格A", "worker_ids": [users["wang"]],
-            "supervisor_id": users["zhao"],
-        }).json()
-        grid_b = api.request("admin", "POST", "/grids", json={
-            "community_id": community["id"], "name": "网格B", "worker_ids": [users["li"]],
-        }).json()
-        building = api.request("admin", "POST", "/buildings",
-                               json={"grid_id": grid_a["id"], "name": "3栋"}).json()
-        api.ids.update(community=community["id"], other_community=other["id"],
-                       grid_a=grid_a["id"], grid_b=grid_b["id"], building_a=building["id"], **users)
+        grid_a = api.request(
+            "admin",
+            "POST",
+            "/grids",
+            json={
+                "community_id": community["id"],
+                "name": "网格A",
+                "worker_ids": [users["wang"]],
+                "supervisor_id": users["zhao"],
+            },
+        ).json()
+        grid_b = api.request(
+            "admin",
+            "POST",
+            "/grids",
+            json={
+                "community_id": community["id"],
+                "name": "网格B",
+                "worker_ids": [users["li"]],
+            },
+        ).json()
+        building = api.request(
+            "admin", "POST", "/buildings", json={"grid_id": grid_a["id"], "name": "3栋"}
+        ).json()
+        api.ids.update(
+            community=community["id"],
+            other_community=other["id"],
+            grid_a=grid_a["id"],
+            grid_b=grid_b["id"],
+            building_a=building["id"],
+            **users,
+        )
         yield api
     asyncio.run(database.dispose())

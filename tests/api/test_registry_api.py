@@ -18,8 +18,13 @@ RESIDENT: dict[str, Any] = {
     "tags": ["lives-alone"],
     "vital_limits": {"sbp_high": 170},
     "contacts": [
-        {"name": "张小明", "relation": "儿子", "phone": "13800138000", "channels": ["sms", "wechat"],
-         "wechat": "wxpusher://T/UID_1"},
+        {
+            "name": "张小明",
+            "relation": "儿子",
+            "phone": "13800138000",
+            "channels": ["sms", "wechat"],
+            "wechat": "wxpusher://T/UID_1",
+        },
         {"name": "李芳", "relation": "女儿", "phone": "13900139000"},
     ],
 }
@@ -36,8 +41,12 @@ def test_resident_file_round_trip(api: Api) -> None:
     created = resident(api, building_id=api.ids["building_a"])
     assert [c["name"] for c in created["contacts"]] == ["张小明", "李芳"]
     assert created["vital_limits"] == {"sbp_high": 170}
-    changed = api.request("wang", "PATCH", f"/residents/{created['id']}",
-                          json={"health_notes": "高血压，糖尿病", "contacts": RESIDENT["contacts"][1:]})
+    changed = api.request(
+        "wang",
+        "PATCH",
+        f"/residents/{created['id']}",
+        json={"health_notes": "高血压，糖尿病", "contacts": RESIDENT["contacts"][1:]},
+    )
     assert changed.status_code == 200, changed.text
     assert changed.json()["health_notes"] == "高血压，糖尿病"
     assert [c["name"] for c in changed.json()["contacts"]] == ["李芳"]
@@ -63,10 +72,18 @@ def test_grid_worker_sees_only_their_grid(api: Api) -> None:
     listing = api.request("wang", "GET", "/residents").json()
     assert [r["id"] for r in listing["data"]] == [mine["id"]]
     # Nor can a worker open a file in someone else's grid, or move one there.
-    assert api.request("wang", "POST", "/residents",
-                       json={**RESIDENT, "grid_id": api.ids["grid_b"]}).status_code == 404
-    assert api.request("wang", "PATCH", f"/residents/{mine['id']}",
-                       json={"grid_id": api.ids["grid_b"]}).status_code == 404
+    assert (
+        api.request(
+            "wang", "POST", "/residents", json={**RESIDENT, "grid_id": api.ids["grid_b"]}
+        ).status_code
+        == 404
+    )
+    assert (
+        api.request(
+            "wang", "PATCH", f"/residents/{mine['id']}", json={"grid_id": api.ids["grid_b"]}
+        ).status_code
+        == 404
+    )
 
 
 def test_supervisor_reads_their_community_only(api: Api) -> None:
@@ -76,7 +93,9 @@ def test_supervisor_reads_their_community_only(api: Api) -> None:
     assert api.request("qian", "GET", "/residents").json()["count"] == 0
     assert api.request("qian", "GET", f"/residents/{a['id']}").status_code == 404
     # Supervisors read; they do not edit files.
-    assert api.request("zhao", "PATCH", f"/residents/{b['id']}", json={"name": "x"}).status_code == 403
+    assert (
+        api.request("zhao", "PATCH", f"/residents/{b['id']}", json={"name": "x"}).status_code == 403
+    )
 
 
 @pytest.mark.parametrize("who", ["wang", "zhao"])
@@ -84,7 +103,10 @@ def test_only_admins_manage_organisation_and_devices(api: Api, who: str) -> None
     for path, body in (
         ("/communities", {"name": "新社区"}),
         ("/grids", {"community_id": api.ids["community"], "name": "网格C"}),
-        ("/users", {"username": "x1", "password": "longenough1", "full_name": "x", "role": "admin"}),
+        (
+            "/users",
+            {"username": "x1", "password": "longenough1", "full_name": "x", "role": "admin"},
+        ),
         ("/devices", {"id": "w9", "kind": "wristband"}),
     ):
         response = api.request(who, "POST", path, json=body)
@@ -111,14 +133,19 @@ def test_api_keys_act_as_their_user_until_revoked(api: Api) -> None:
 def test_device_registration_binding_history_and_revocation(api: Api) -> None:
     first = resident(api)
     second = resident(api, name="王秀英")
-    reg = api.request("admin", "POST", "/devices",
-                      json={"id": "w0001", "kind": "wristband", "interval_s": 30})
+    reg = api.request(
+        "admin", "POST", "/devices", json={"id": "w0001", "kind": "wristband", "interval_s": 30}
+    )
     assert reg.status_code == 201, reg.text
     creds = reg.json()
     assert creds["mqtt_username"] == "w0001" and len(creds["mqtt_password"]) >= 20
     assert api.provisioner.added["w0001"] == creds["mqtt_password"]
-    assert api.request("admin", "POST", "/devices",
-                       json={"id": "w0001", "kind": "wristband"}).status_code == 409
+    assert (
+        api.request(
+            "admin", "POST", "/devices", json={"id": "w0001", "kind": "wristband"}
+        ).status_code
+        == 409
+    )
     bind = api.request("wang", "POST", "/devices/w0001/bind", json={"resident_id": first["id"]})
     assert bind.status_code == 200, bind.text
     rebind = api.request("wang", "POST", "/devices/w0001/bind", json={"resident_id": second["id"]})
@@ -128,15 +155,29 @@ def test_device_registration_binding_history_and_revocation(api: Api) -> None:
     assert history[0]["end"] is not None and history[1]["end"] is None
     # A bin needs a building and a category; a wristband cannot bind to a building.
     api.request("admin", "POST", "/devices", json={"id": "b0001", "kind": "bin"})
-    assert api.request("admin", "POST", "/devices/b0001/bind",
-                       json={"building_id": api.ids["building_a"]}).status_code == 422
-    assert api.request("admin", "POST", "/devices/b0001/bind",
-                       json={"building_id": api.ids["building_a"], "category": "kitchen"}
-                       ).status_code == 200
+    assert (
+        api.request(
+            "admin", "POST", "/devices/b0001/bind", json={"building_id": api.ids["building_a"]}
+        ).status_code
+        == 422
+    )
+    assert (
+        api.request(
+            "admin",
+            "POST",
+            "/devices/b0001/bind",
+            json={"building_id": api.ids["building_a"], "category": "kitchen"},
+        ).status_code
+        == 200
+    )
     revoked = api.request("admin", "POST", "/devices/w0001/revoke")
     assert revoked.json()["revoked"] is True and api.provisioner.revoked == ["w0001"]
-    assert api.request("wang", "POST", "/devices/w0001/bind",
-                       json={"resident_id": first["id"]}).status_code == 409
+    assert (
+        api.request(
+            "wang", "POST", "/devices/w0001/bind", json={"resident_id": first["id"]}
+        ).status_code
+        == 409
+    )
     restored = api.request("admin", "POST", "/devices/w0001/restore").json()
     assert restored["mqtt_password"] != creds["mqtt_password"]
 
@@ -145,8 +186,12 @@ def test_visits_move_the_due_date(api: Api) -> None:
     created = resident(api, service_needs=["daily_check"])
     due = api.request("wang", "GET", "/visits/due").json()
     assert [(d["resident_id"], d["need"]) for d in due] == [(created["id"], "daily_check")]
-    visit = api.request("wang", "POST", f"/residents/{created['id']}/visits",
-                        json={"need": "daily_check", "notes": "精神好", "readings": {"sbp": 135}})
+    visit = api.request(
+        "wang",
+        "POST",
+        f"/residents/{created['id']}/visits",
+        json={"need": "daily_check", "notes": "精神好", "readings": {"sbp": 135}},
+    )
     assert visit.status_code == 201, visit.text
     due = api.request("wang", "GET", "/visits/due").json()
     assert due and due[0]["overdue"] is False and due[0]["last_visit"] is not None
@@ -168,9 +213,17 @@ def test_export_and_erasure(api: Api) -> None:
 
 
 def test_invalid_input_is_json_in_two_languages(api: Api) -> None:
-    response = api.request("admin", "POST", "/residents",
-                           json={**RESIDENT, "grid_id": api.ids["grid_a"], "birth_year": 1700,
-                                 "service_needs": ["dance"]})
+    response = api.request(
+        "admin",
+        "POST",
+        "/residents",
+        json={
+            **RESIDENT,
+            "grid_id": api.ids["grid_a"],
+            "birth_year": 1700,
+            "service_needs": ["dance"],
+        },
+    )
     assert response.status_code == 422
     body = response.json()["error"]
     assert body["message"] == "输入不符合要求" and body["message_en"] == "invalid input"
@@ -183,18 +236,37 @@ def test_device_status_filters_come_from_the_registry(api: Api) -> None:
 
     from devices.tables import DeviceState
 
-    for device_id, kind in (("w1", "wristband"), ("w2", "wristband"), ("w3", "wristband"),
-                            ("b1", "bin")):
-        api.request("admin", "POST", "/devices", json={"id": device_id, "kind": kind,
-                                                       "grid_id": api.ids["grid_a"],
-                                                       "interval_s": 60})
-    api.request("admin", "POST", "/devices", json={"id": "w9", "kind": "wristband",
-                                                   "grid_id": api.ids["grid_b"]})
+    for device_id, kind in (
+        ("w1", "wristband"),
+        ("w2", "wristband"),
+        ("w3", "wristband"),
+        ("b1", "bin"),
+    ):
+        api.request(
+            "admin",
+            "POST",
+            "/devices",
+            json={"id": device_id, "kind": kind, "grid_id": api.ids["grid_a"], "interval_s": 60},
+        )
+    api.request(
+        "admin",
+        "POST",
+        "/devices",
+        json={"id": "w9", "kind": "wristband", "grid_id": api.ids["grid_b"]},
+    )
     now = int(time.time() * 1000)
     states = [
-        DeviceState(device_id="w1", online=True, last_seen_ms=now - 5_000, battery=80, worn=True,
-                    last_reading={"hr": 72, "spo2": 97}),
-        DeviceState(device_id="w2", online=True, last_seen_ms=now - 400_000, battery=10, worn=False),
+        DeviceState(
+            device_id="w1",
+            online=True,
+            last_seen_ms=now - 5_000,
+            battery=80,
+            worn=True,
+            last_reading={"hr": 72, "spo2": 97},
+        ),
+        DeviceState(
+            device_id="w2", online=True, last_seen_ms=now - 400_000, battery=10, worn=False
+        ),
         DeviceState(device_id="w3", online=False, last_seen_ms=now - 5_000, battery=50, worn=True),
         DeviceState(device_id="b1", online=True, last_seen_ms=now - 90_000, battery=90),
         DeviceState(device_id="w9", online=False, last_seen_ms=now, battery=5),

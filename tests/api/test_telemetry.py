@@ -40,8 +40,9 @@ def test_history_follows_the_bindings(api: Api, influxdb: InfluxDB, database: st
     async def backdate() -> None:
         # The wristband went to grandpa two hours ago and to grandma one hour ago.
         async with api.client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
-            first, second = (await session.scalars(
-                select(DeviceBinding).order_by(DeviceBinding.id))).all()
+            first, second = (
+                await session.scalars(select(DeviceBinding).order_by(DeviceBinding.id))
+            ).all()
             first.start, first.end, second.start = now - timedelta(hours=2), handover, handover
             await session.commit()
 
@@ -60,9 +61,17 @@ def test_history_follows_the_bindings(api: Api, influxdb: InfluxDB, database: st
     assert len(his["points"]) == 60 and len(hers["points"]) == 60
     assert {p["values"]["hr"] for p in his["points"]} == {60}
     assert {p["values"]["hr"] for p in hers["points"]} == {90}
-    week = api.request("wang", "GET", f"/residents/{grandpa['id']}/telemetry",
-                       params={"start": (now - timedelta(days=7)).isoformat()}).json()
+    week = api.request(
+        "wang",
+        "GET",
+        f"/residents/{grandpa['id']}/telemetry",
+        params={"start": (now - timedelta(days=7)).isoformat()},
+    ).json()
     assert week["interval_s"] == 1800 and len(week["points"]) <= 336
-    bad = api.request("wang", "GET", f"/residents/{grandpa['id']}/telemetry",
-                      params={"start": now.isoformat(), "end": (now - timedelta(hours=1)).isoformat()})
+    bad = api.request(
+        "wang",
+        "GET",
+        f"/residents/{grandpa['id']}/telemetry",
+        params={"start": now.isoformat(), "end": (now - timedelta(hours=1)).isoformat()},
+    )
     assert bad.status_code == 422

@@ -109,7 +109,9 @@ def test_status_channel_and_http_endpoints(
     from devices.db import Database
 
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
-    client = TestClient(create_app(settings, database=database, provisioner=NoBroker(), ingest=service))
+    client = TestClient(
+        create_app(settings, database=database, provisioner=NoBroker(), ingest=service)
+    )
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["ingest"]["devices_online"] == 1

@@ -11,8 +11,10 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,13 @@ def feed(book: DeviceStatusBook, topic: str, payload: dict[str, Any] | str, now:
 
 def wristband(book: DeviceStatusBook, device: str, now: int = NOW, **fields: Any) -> None:
     feed(book, f"cw/v1/wristband/{device}/telemetry", {"ts": now - 500, **fields}, now)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 async def rows(db: Database) -> dict[str, DeviceStateRow]:
@@ -325,6 +334,38 @@ def test_run_survives_a_broken_database_and_flushes_on_stop(sqlite_url: str) -> 
             await asyncio.wait_for(task, 5)
             assert set(await rows(db)) == {"w1", "w2"}  # the final flush wrote it
         finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_hanging_database_times_out_and_keeps_dirty_devices(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        db = await migrated(sqlite_url)
+        assert await rows(db) == {}  # the first connection puts the file in WAL mode
+        # Another writer (the API, a migration) holds the write lock for a while.
+        blocker = sqlite3.connect(tmp_path / "registry.db", isolation_level=None)
+        try:
+            book = DeviceStatusBook()
+            sync = DeviceStateSync(book, db, interval=0.05, timeout=0.3)
+            blocker.execute("BEGIN IMMEDIATE")
+            stop = asyncio.Event()
+            task = asyncio.create_task(sync.run(stop))
+            wristband(book, "w1", hr=70)
+            # aiosqlite cannot interrupt a statement waiting on the lock: the timeout
+            # takes effect when SQLite's busy timeout (5 s) ends it.
+            await eventually(lambda: sync.failures >= 1, 15)
+            assert sync.last_error == "flush took over 0.3 s"
+            assert book.dirty == {"w1"} and not task.done()
+            blocker.execute("ROLLBACK")
+            await eventually(lambda: not book.dirty, 15)
+            assert set(await rows(db)) == {"w1"}
+            stop.set()
+            await asyncio.wait_for(task, 5)
+        finally:
+            blocker.close()
             await db.dispose()
 
     asyncio.run(scenario())

@@ -1,0 +1,475 @@
+"""Schema-driven fuzz of the whole API (schemathesis): no 500s, every error is our JSON shape.
+
+Every operation of the app's own OpenAPI document is driven with generated
+requests, valid ones (positive) and invalid ones (negative), as the admin; the
+operations a grid worker uses are driven again as `wang`. Residents, devices,
+bindings, a visit, device state and API keys are seeded first, and generation
+also names their ids, so requests reach past "404 not found". SQLite only,
+`derandomize=True`: the same requests on every run.
+
+Checks on every response:
+
+- `not_a_server_error`, and no exception escapes the app (the test client
+  re-raises what the 500 handler caught);
+- `error_body_shape`: every 4xx/5xx is JSON `{"error": {"code", "message", "message_en"}}`;
+- `status_code_conformance`, `content_type_conformance`, `response_schema_conformance`
+  against the app's OpenAPI with the patches in `patched_schema` (each says why).
+
+Failures are collected, not shrunk, so one run lists every distinct problem
+with a curl command that reproduces it. Bugs already reported are tolerated
+through `KNOWN_BUGS`, narrowly; delete an entry once its fix lands.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import Case, CheckContext, GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.schemas import APIOperation
+
+from devices.tables import DeviceState
+from tests.api.conftest import Api
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+POSITIVE_EXAMPLES: Final = 25  # per operation, as the admin
+NEGATIVE_EXAMPLES: Final = 15
+WORKER_EXAMPLES: Final = 10  # per operation as `wang` (and half as many negative ones)
+MIN_CALLS: Final = 1_300  # a run makes about 1,500; far fewer means generation broke
+BASE_URL: Final = "http://testserver"
+ERROR_BODY: Final = {"$ref": "#/components/schemas/ErrorBody"}
+
+# Operations that change what later ones find run last, in this order.
+DESTRUCTIVE: Final = (
+    "POST /api/v1/devices/{device_id}/revoke",
+    "DELETE /api/v1/auth/api-keys/{key_id}",
+    "DELETE /api/v1/residents/{resident_id}",
+)
+# What the grid worker drives: reads, and the writes a worker may make (or is refused).
+WORKER_OPERATIONS: Final = frozenset(
+    {
+        "GET /api/v1/auth/me",
+        "GET /api/v1/communities",
+        "GET /api/v1/grids",
+        "GET /api/v1/buildings",
+        "GET /api/v1/users",
+        "POST /api/v1/residents",
+        "GET /api/v1/residents",
+        "GET /api/v1/residents/{resident_id}",
+        "PATCH /api/v1/residents/{resident_id}",
+        "GET /api/v1/residents/{resident_id}/export",
+        "POST /api/v1/residents/{resident_id}/visits",
+        "GET /api/v1/residents/{resident_id}/visits",
+        "GET /api/v1/visits/due",
+        "GET /api/v1/devices/{device_id}",
+        "POST /api/v1/devices/{device_id}/bind",
+        "GET /api/v1/devices/{device_id}/bindings",
+        "POST /api/v1/devices/{device_id}/restore",
+        "GET /api/v1/status/devices",
+    }
+)
+
+
+# -- the schema fuzzed: the app's own, with these patches ---------------------------------
+
+# RFC 3339 needs an offset; SQLite hands back naive datetimes (known bug "naive-datetimes"),
+# so in response-only schemas a missing offset is let through. Still a timestamp, though.
+TIMESTAMP: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$"
+
+
+def patched_schema(openapi: dict[str, Any]) -> dict[str, Any]:
+    """The app's OpenAPI document, with what this test relaxes or corrects, each said here.
+
+    1. Relaxed: a body that is not JSON at all gets 400 ("error parsing the body", our
+       error shape), which no operation documents; it is added as a documented ErrorBody.
+    2. Corrected: the auth and organisation routers document FastAPI's 422 body
+       (HTTPValidationError, `{"detail": [...]}`) while the app answers with ErrorBody;
+       the test expects what the app sends (a documentation bug, reported).
+    3. Corrected: `/metrics` documents application/json; it serves Prometheus text.
+    4. Relaxed: `date-time` without an offset in response schemas (known bug, reported).
+    """
+    doc = copy.deepcopy(openapi)
+    request_refs: set[str] = set()
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            responses = op["responses"]
+            if "requestBody" in op:
+                request_refs |= set(
+                    re.findall(r"#/components/schemas/(\w+)", str(op["requestBody"]))
+                )
+                responses.setdefault(
+                    "400",
+                    {
+                        "description": "body is not JSON",
+                        "content": {"application/json": {"schema": ERROR_BODY}},
+                    },
+                )
+            schema_422 = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if schema_422.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                schema_422["schema"] = ERROR_BODY
+    doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"] = {"text/plain": {"schema": {}}}
+    components = doc["components"]["schemas"]
+    for name in set(request_refs):  # what request bodies reach, through nested refs
+        request_refs |= set(re.findall(r"#/components/schemas/(\w+)", str(components[name])))
+    for name, component in components.items():
+        if name not in request_refs:
+            _relax_date_time(component)
+    return doc
+
+
+def _relax_date_time(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("format") == "date-time":
+            del node["format"]
+            node["pattern"] = TIMESTAMP
+        for value in node.values():
+            _relax_date_time(value)
+    elif isinstance(node, list):
+        for value in node:
+            _relax_date_time(value)
+
+
+# -- bugs found and reported, tolerated until fixed -----------------------------------
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    name: str
+    operation: Callable[[str], bool]
+    error: Callable[[BaseException], bool]
+
+
+KNOWN_BUGS: Final = (
+    # Ids, offsets above the database's integer range reach the driver: 500. Fix: bound them.
+    KnownBug(
+        "integer-overflow",
+        lambda label: True,
+        lambda exc: isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc),
+    ),
+    # A grid created without workers: GridPublic lazy-loads `workers` outside the greenlet.
+    KnownBug(
+        "grid-without-workers",
+        lambda label: label == "POST /api/v1/grids",
+        lambda exc: "MissingGreenlet" in str(exc),
+    ),
+    # InfluxDB unreachable while a resident has a wristband in range: httpx error, 500.
+    KnownBug(
+        "telemetry-influx-down",
+        lambda label: label == "GET /api/v1/residents/{resident_id}/telemetry",
+        lambda exc: isinstance(exc, httpx.HTTPError),
+    ),
+    # A user naming a community that does not exist: foreign key violation, 500.
+    KnownBug(
+        "user-unknown-community",
+        lambda label: label == "POST /api/v1/users",
+        lambda exc: "FOREIGN KEY" in str(exc),
+    ),
+)
+
+
+# -- checks ---------------------------------------------------------------------------
+
+
+def error_body_shape(ctx: CheckContext, response: schemathesis.Response, case: Case) -> bool | None:
+    """Every 4xx/5xx is JSON {"error": {"code", "message", "message_en"}}, each a non-empty string."""
+    if response.status_code < 400:
+        return None
+    content_type = response.headers.get("content-type", [""])[0]
+    if not content_type.startswith("application/json"):
+        raise Failure(
+            operation=case.operation.label,
+            title="Error body is not JSON",
+            message=f"{response.status_code} with content-type {content_type!r}",
+        )
+    body = response.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    missing = [
+        key
+        for key in ("code", "message", "message_en")
+        if not isinstance(error, dict) or not isinstance(error.get(key), str) or not error.get(key)
+    ]
+    if missing:
+        raise Failure(
+            operation=case.operation.label,
+            title="Error body lacks error fields",
+            message=f"{response.status_code}: missing {missing} in {body!r:.300}",
+        )
+    return True
+
+
+CHECKS: Final = [
+    not_a_server_error,
+    error_body_shape,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@dataclass
+class Run:
+    """What the fuzz sent and found, across every operation."""
+
+    client: httpx.Client
+    calls: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    failures: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    known: Counter[str] = field(default_factory=Counter)
+    no_negative: list[str] = field(default_factory=list)
+
+    def send(self, case: Case, who: str, token: str) -> None:
+        kwargs = case.as_transport_kwargs(
+            base_url=BASE_URL, headers={"Authorization": f"Bearer {token}"}
+        )
+        kwargs.pop("cookies", None)
+        if isinstance(kwargs.get("data"), str | bytes):  # a raw body (negative cases)
+            kwargs["content"] = kwargs.pop("data")
+        label = case.operation.label
+        self.calls[f"{who} {label}"] += 1
+        try:
+            response = self.client.request(**kwargs)
+        except Exception as exc:  # the test client re-raises what the app's 500 handler caught
+            self.statuses[(label, 500)] += 1
+            self._crash(case, who, label, exc)
+            return
+        self.statuses[(label, response.status_code)] += 1
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except FailureGroup as group:
+            for failure in group.exceptions:
+                self._add(
+                    (f"{who} {label}", failure.title, response.status_code),
+                    f"{failure.message[:700]}\n  body: {response.text[:300]}",
+                    case,
+                )
+
+    def _crash(self, case: Case, who: str, label: str, exc: Exception) -> None:
+        for bug in KNOWN_BUGS:
+            if bug.operation(label) and bug.error(exc):
+                self.known[bug.name] += 1
+                return
+        self._add((f"{who} {label}", f"unhandled {type(exc).__name__}", 500), str(exc)[:700], case)
+
+    def _add(self, key: tuple[str, str, int], detail: str, case: Case) -> None:
+        if key in self.failures:
+            return
+        curl = case.as_curl_command(headers={"Authorization": "Bearer <token>"}, base_url=BASE_URL)
+        self.failures[key] = f"{key[0]} -> {key[2]}: {key[1]}\n  {detail}\n  {curl[:1500]}"
+
+
+# -- seed data: ids the generated requests also name -------------------------------------
+
+
+@dataclass(frozen=True)
+class Seeded:
+    resident_ids: list[int]
+    device_ids: list[str]
+    key_ids: list[int]
+
+
+RESIDENT: Final[dict[str, Any]] = {
+    "name": "张建国",
+    "birth_year": 1942,
+    "service_needs": ["daily_check"],
+    "tags": ["lives-alone"],
+    "vital_limits": {"sbp_high": 170},
+    "contacts": [{"name": "张小明", "relation": "儿子", "phone": "13800138000"}],
+}
+
+
+def seed(api: Api) -> Seeded:
+    residents = []
+    for grid in ("grid_a", "grid_a", "grid_b"):
+        building = api.ids["building_a"] if grid == "grid_a" else None
+        response = api.request(
+            "admin",
+            "POST",
+            "/residents",
+            json={**RESIDENT, "grid_id": api.ids[grid], "building_id": building},
+        )
+        assert response.status_code == 201, response.text
+        residents.append(response.json()["id"])
+    devices = ["w0001", "w0002", "w0003", "b0001"]
+    for device_id, grid in zip(devices, ("grid_a", "grid_a", "grid_b", "grid_a"), strict=True):
+        response = api.request(
+            "admin",
+            "POST",
+            "/devices",
+            json={
+                "id": device_id,
+                "kind": "bin" if device_id.startswith("b") else "wristband",
+                "grid_id": api.ids[grid],
+                "interval_s": 60,
+            },
+        )
+        assert response.status_code == 201, response.text
+    for device_id, body in (
+        ("w0001", {"resident_id": residents[0]}),
+        ("w0003", {"resident_id": residents[2]}),
+        ("b0001", {"building_id": api.ids["building_a"], "category": "kitchen"}),
+    ):
+        response = api.request("admin", "POST", f"/devices/{device_id}/bind", json=body)
+        assert response.status_code == 200, response.text
+    response = api.request(
+        "wang",
+        "POST",
+        f"/residents/{residents[0]}/visits",
+        json={"need": "daily_check", "notes": "精神好", "readings": {"sbp": 135}},
+    )
+    assert response.status_code == 201, response.text
+    keys = []
+    for who in ("admin", "wang"):
+        response = api.request(who, "POST", "/auth/api-keys", json={"name": f"{who}-key"})
+        assert response.status_code == 201, response.text
+        keys.append(response.json()["id"])
+    now = int(time.time() * 1000)
+
+    async def store() -> None:
+        database = api.client.app.state.database  # type: ignore[attr-defined]
+        async with database.sessions() as session:
+            session.add_all(
+                [
+                    DeviceState(
+                        device_id="w0001",
+                        online=True,
+                        last_seen_ms=now,
+                        battery=80,
+                        worn=True,
+                        last_reading={"hr": 72},
+                    ),
+                    DeviceState(
+                        device_id="w0002",
+                        online=False,
+                        last_seen_ms=now - 900_000,
+                        battery=9,
+                        worn=False,
+                    ),
+                    DeviceState(
+                        device_id="b0001", online=True, last_seen_ms=now - 90_000, battery=50
+                    ),
+                ]
+            )
+            await session.commit()
+
+    api.client.portal.call(store)  # type: ignore[union-attr]
+    return Seeded(residents, devices, keys)
+
+
+def pins(op: APIOperation, seeded: Seeded) -> list[dict[str, Any]]:
+    """Fixed parts naming seeded records; generation fills the rest (and also tries random ids)."""
+    names = {p.name for p in op.path_parameters}
+    if op.path.endswith("/telemetry"):  # a range the seeded wristband was worn in
+        start = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+        return [
+            {"path_parameters": {"resident_id": seeded.resident_ids[0]}, "query": {"start": start}}
+        ]
+    if "resident_id" in names:
+        return [{"path_parameters": {"resident_id": rid}} for rid in seeded.resident_ids]
+    if "device_id" in names:
+        return [{"path_parameters": {"device_id": did}} for did in seeded.device_ids]
+    if "key_id" in names:
+        return [{"path_parameters": {"key_id": kid}} for kid in seeded.key_ids]
+    return []
+
+
+def drive(
+    run: Run,
+    op: APIOperation,
+    mode: GenerationMode,
+    examples: int,
+    who: str,
+    token: str,
+    seeded: Seeded,
+) -> None:
+    strategy = st.one_of(
+        [op.as_strategy(mode)] + [op.as_strategy(mode, **pinned) for pinned in pins(op, seeded)]
+    )
+
+    @given(case=strategy)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        print_blob=False,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case: Case) -> None:
+        run.send(case, who, token)
+
+    try:
+        fuzz()
+    except Unsatisfiable:
+        if mode is not GenerationMode.NEGATIVE:
+            raise
+        run.no_negative.append(f"{who} {op.label}")  # no input to make invalid
+
+
+def ordered(operations: list[APIOperation]) -> list[APIOperation]:
+    def key(op: APIOperation) -> tuple[int, str]:
+        return (DESTRUCTIVE.index(op.label) + 1 if op.label in DESTRUCTIVE else 0, op.label)
+
+    return sorted(operations, key=key)
+
+
+def test_fuzz_the_whole_api(api: Api) -> None:
+    openapi = api.client.app.openapi()  # type: ignore[attr-defined]
+    schema = schemathesis.openapi.from_dict(patched_schema(openapi))
+    operations = ordered([result.ok() for result in schema.get_all_operations()])
+    assert len(operations) >= 31, [op.label for op in operations]
+    seeded = seed(api)
+    run = Run(api.client)
+    started = time.monotonic()
+    plan = (
+        ("admin", POSITIVE_EXAMPLES, NEGATIVE_EXAMPLES),
+        ("wang", WORKER_EXAMPLES, WORKER_EXAMPLES // 2),
+    )
+    for who, positive, negative in plan:
+        token = api.token(who)
+        for op in operations:
+            if who == "admin" or op.label in WORKER_OPERATIONS:
+                drive(run, op, GenerationMode.POSITIVE, positive, who, token, seeded)
+                drive(run, op, GenerationMode.NEGATIVE, negative, who, token, seeded)
+    elapsed = time.monotonic() - started
+
+    total = sum(run.calls.values())
+    answered = {label for (label, status), _ in run.statuses.items() if status < 300}
+    never = sorted({op.label for op in operations} - answered)
+    summary = (
+        f"{total} calls over {len(run.calls)} (user, operation) pairs in {elapsed:.1f} s; "
+        f"known bugs hit: {dict(run.known)}; never 2xx: {never}; "
+        f"no negative cases for: {len(run.no_negative)}"
+    )
+    print(summary)
+    for bug in KNOWN_BUGS:
+        if not run.known[bug.name]:
+            warnings.warn(
+                f"known bug {bug.name!r} not seen: fixed? then drop it from KNOWN_BUGS",
+                stacklevel=1,
+            )
+    assert not run.failures, summary + "\n\n" + "\n\n".join(run.failures.values())
+    assert total >= MIN_CALLS, summary
+    # Past the front door: all but a few operations answered 2xx at least once.
+    assert len(never) <= 4, summary
