@@ -19,6 +19,7 @@ log = logging.getLogger("carewatch")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from carewatch import admin as admin_cli
     from simulators import cli as simulate_cli
 
     parser = argparse.ArgumentParser(
@@ -35,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate = sub.add_parser("simulate", help="drive a simulated fleet of wristbands and bins")
     simulate_cli.add_arguments(simulate)
+    admin = sub.add_parser(
+        "admin", help="the registry: migrate, create-user, import-residents, import-devices"
+    )
+    admin_cli.add_arguments(admin)
     return parser
 
 
@@ -61,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from simulators import cli as simulate_cli
 
         return simulate_cli.main(args, settings)
+    if args.command == "admin":
+        from carewatch import admin as admin_cli
+
+        return admin_cli.main(args, settings)
     if args.command == "demo":
         from carewatch.demo import run_demo
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import BigInteger, Select, delete, func, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.access import Role, Scope
@@ -27,6 +28,7 @@ from devices.tables import (
     User,
     Visit,
 )
+from devices.topics import DEVICE_ID_RE
 
 # How often each service need asks for a visit.
 NEED_PERIODS: Final = {
@@ -35,6 +37,7 @@ NEED_PERIODS: Final = {
     "monthly_visit": timedelta(days=30),
 }
 LOW_BATTERY: Final = 15.0
+RESERVED_IDS: Final = frozenset({"carewatch", "carewatch-admin", "loadgen"})
 OFFLINE_INTERVALS: Final = 3  # silent for this many reporting intervals counts as offline
 
 
@@ -79,7 +82,13 @@ async def create_community(session: AsyncSession, scope: Scope, **fields: Any) -
         raise conflict(f"社区“{fields['name']}”已存在", f"community {fields['name']!r} exists")
     community = Community(**fields)
     session.add(community)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # a concurrent request took the name first
+        await session.rollback()
+        raise conflict(
+            f"社区“{fields['name']}”已存在", f"community {fields['name']!r} exists"
+        ) from exc
     return community
 
 
@@ -95,6 +104,20 @@ async def create_grid(
     _require_admin(scope)
     if await session.get(Community, community_id) is None:
         raise not_found("该社区", "community")
+    if supervisor_id is not None:
+        supervisor = await session.get(User, supervisor_id)
+        if supervisor is None or supervisor.role != Role.SUPERVISOR:
+            raise RegistryError(
+                422,
+                "not_a_supervisor",
+                f"用户 {supervisor_id} 不是社区主管",
+                f"user {supervisor_id} is no supervisor",
+            )
+    taken = await session.scalar(
+        select(Grid.id).where(Grid.community_id == community_id, Grid.name == name)
+    )
+    if taken:
+        raise conflict(f"网格“{name}”已存在", f"grid {name!r} exists in this community")
     grid = Grid(community_id=community_id, name=name, supervisor_id=supervisor_id)
     for user_id in worker_ids:
         user = await session.get(User, user_id)
@@ -109,7 +132,7 @@ async def create_grid(
     session.add(grid)
     try:
         await session.commit()
-    except Exception as exc:
+    except IntegrityError as exc:  # a concurrent request took the name first
         await session.rollback()
         raise conflict(f"网格“{name}”已存在", f"grid {name!r} exists in this community") from exc
     return grid
@@ -132,13 +155,18 @@ async def create_building(
 ) -> Building:
     _require_admin(scope)
     grid = await get_grid(session, scope, grid_id)
+    taken = await session.scalar(
+        select(Building.id).where(Building.community_id == grid.community_id, Building.name == name)
+    )
+    if taken:
+        raise conflict(f"楼栋“{name}”已存在", f"building {name!r} exists")
     building = Building(
         community_id=grid.community_id, grid_id=grid.id, name=name, sorting_target=sorting_target
     )
     session.add(building)
     try:
         await session.commit()
-    except Exception as exc:
+    except IntegrityError as exc:
         await session.rollback()
         raise conflict(f"楼栋“{name}”已存在", f"building {name!r} exists") from exc
     return building
@@ -168,7 +196,20 @@ def _contacts(raw: Sequence[dict[str, Any]]) -> list[EmergencyContact]:
     return [EmergencyContact(position=i, **c) for i, c in enumerate(raw)]
 
 
+def _check_needs(needs: Sequence[str] | None) -> None:
+    unknown = sorted(set(needs or ()) - set(NEED_PERIODS))
+    if unknown:
+        raise RegistryError(
+            422,
+            "unknown_service_need",
+            f"未知的服务需求：{'、'.join(unknown)}",
+            f"unknown service needs {unknown}: expected {sorted(NEED_PERIODS)}",
+        )
+
+
 async def create_resident(session: AsyncSession, scope: Scope, fields: dict[str, Any]) -> Resident:
+    fields = dict(fields)  # the caller's dict stays as it was
+    _check_needs(fields.get("service_needs"))
     grid = await get_grid(session, scope, fields["grid_id"])
     if not scope.can_write_grid(grid.id):
         raise forbidden()
@@ -231,6 +272,8 @@ async def list_residents(
 async def update_resident(
     session: AsyncSession, scope: Scope, resident_id: int, changes: dict[str, Any]
 ) -> Resident:
+    changes = dict(changes)
+    _check_needs(changes.get("service_needs"))
     resident = await get_resident(session, scope, resident_id)
     if not scope.can_write_grid(resident.grid_id):
         raise forbidden()
@@ -302,6 +345,20 @@ async def register_device(
     interval_s: int = 60,
 ) -> Device:
     _require_admin(scope)
+    if not DEVICE_ID_RE.fullmatch(device_id) or device_id in RESERVED_IDS:
+        raise RegistryError(
+            422,
+            "bad_device_id",
+            f"设备编号 {device_id!r} 不合规：须为 1-64 位字母、数字、_ 或 -",
+            f"device id {device_id!r} must be 1-64 of A-Za-z0-9_- and not a service account",
+        )
+    if kind not in ("wristband", "bin") or interval_s <= 0:
+        raise RegistryError(
+            422,
+            "bad_device",
+            "设备类型须为 wristband 或 bin，上报间隔须大于 0",
+            "kind must be wristband or bin, interval_s above 0",
+        )
     if grid_id is not None:
         await get_grid(session, scope, grid_id)
     if await session.get(Device, device_id) is not None:
@@ -363,6 +420,13 @@ async def bind_device(
         resident = await get_resident(session, scope, resident_id)
         grid_id = resident.grid_id
     else:
+        if category not in (None, "kitchen", "recyclable", "hazardous", "other"):
+            raise RegistryError(
+                422,
+                "bad_category",
+                f"未知的垃圾分类 {category}",
+                "category must be kitchen, recyclable, hazardous or other",
+            )
         if building_id is None or category is None or resident_id is not None:
             raise RegistryError(
                 422,

@@ -49,7 +49,7 @@ from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.schemas import APIOperation
 
 from devices.tables import DeviceState
-from tests.api.conftest import Api
+from tests.api.conftest import PASSWORD, Api
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -286,6 +286,7 @@ class Seeded:
     resident_ids: list[int]
     device_ids: list[str]
     key_ids: list[int]
+    body_ids: dict[str, list[Any]]  # request body fields naming records, and values that exist
 
 
 RESIDENT: Final[dict[str, Any]] = {
@@ -373,16 +374,27 @@ def seed(api: Api) -> Seeded:
             await session.commit()
 
     api.client.portal.call(store)  # type: ignore[union-attr]
-    return Seeded(residents, devices, keys)
+    body_ids: dict[str, list[Any]] = {
+        "grid_id": [api.ids["grid_a"], api.ids["grid_b"]],
+        "community_id": [api.ids["community"], api.ids["other_community"]],
+        "resident_id": residents,
+        "building_id": [api.ids["building_a"]],
+        "supervisor_id": [api.ids["zhao"]],
+        "worker_ids": [[], [api.ids["wang"]], [api.ids["wang"], api.ids["li"]]],
+    }
+    return Seeded(residents, devices, keys, body_ids)
 
 
 def pins(op: APIOperation, seeded: Seeded) -> list[dict[str, Any]]:
     """Fixed parts naming seeded records; generation fills the rest (and also tries random ids)."""
     names = {p.name for p in op.path_parameters}
-    if op.path.endswith("/telemetry"):  # a range the seeded wristband was worn in
+    if op.label == "POST /api/v1/auth/token":
+        return [{"body": {"username": "wang", "password": PASSWORD}}]
+    if op.path.endswith("/telemetry"):  # the last day: with a wristband worn, and without
         start = (datetime.now(UTC) - timedelta(days=1)).isoformat()
         return [
-            {"path_parameters": {"resident_id": seeded.resident_ids[0]}, "query": {"start": start}}
+            {"path_parameters": {"resident_id": rid}, "query": {"start": start}}
+            for rid in seeded.resident_ids[:2]
         ]
     if "resident_id" in names:
         return [{"path_parameters": {"resident_id": rid}} for rid in seeded.resident_ids]
@@ -406,7 +418,7 @@ def drive(
         [op.as_strategy(mode)] + [op.as_strategy(mode, **pinned) for pinned in pins(op, seeded)]
     )
 
-    @given(case=strategy)
+    @given(case=strategy, data=st.data())
     @settings(
         max_examples=examples,
         deadline=None,
@@ -416,7 +428,11 @@ def drive(
         print_blob=False,
         suppress_health_check=list(HealthCheck),
     )
-    def fuzz(case: Case) -> None:
+    def fuzz(case: Case, data: st.DataObject) -> None:
+        if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
+            for name, pool in seeded.body_ids.items():  # name seeded records, now and then
+                if name in case.body and data.draw(st.booleans()):
+                    case.body[name] = data.draw(st.sampled_from(pool))
         run.send(case, who, token)
 
     try:
