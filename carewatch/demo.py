@@ -88,6 +88,7 @@ async def _run(
     service_settings = settings.model_copy(
         update={
             "mqtt_url": broker.url(),
+            "mqtt_admin_url": broker.url(Mosquitto.ADMIN_USER),
             "influx_url": influx.url,
             "state_dir": root / "state",
             "http_listen": f"{HOST}:{_port(settings.http_host_port[1])}",

@@ -7,6 +7,7 @@ Servers bind to 127.0.0.1 only; each class stops only the process it started.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -18,10 +19,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from simulators.credentials import write_passwd_file
+from carewatch.settings import MqttTarget
+from devices.dynsec_bootstrap import ADMIN_USER, find_plugin, write_config
+from devices.provisioning import DynsecProvisioner
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-ACL_FILE: Final = REPO_ROOT / "mosquitto" / "acl"
 HOST: Final = "127.0.0.1"
 
 
@@ -110,10 +112,11 @@ class _Server:
 
 
 class Mosquitto(_Server):
-    """Mosquitto with the project's ACL, per-user passwords and persistence on."""
+    """Mosquitto with the dynamic security plugin: per-device accounts, persistence on."""
 
     SERVICE_USER: Final = "carewatch"
     LOADGEN_USER: Final = "loadgen"
+    ADMIN_USER: Final = ADMIN_USER
 
     def __init__(
         self,
@@ -123,19 +126,20 @@ class Mosquitto(_Server):
         users: Iterable[tuple[str, str]] = (),
         service_password: str = "carewatch-test",
         loadgen_password: str = "loadgen-test",
+        admin_password: str = "carewatch-admin-test",
     ) -> None:
         super().__init__(folder, port or free_port())
         self.binary = _require("mosquitto", "mosquitto")
+        self.plugin = find_plugin()
         self.service_password = service_password
         self.loadgen_password = loadgen_password
+        self.admin_password = admin_password
         self.conf = folder / "mosquitto.conf"
-        self.passwd = folder / "passwd"
+        self.dynsec = folder / "dynamic-security.json"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "data").mkdir(exist_ok=True)
         self.write_config()
-        self.set_users(
-            [(self.SERVICE_USER, service_password), (self.LOADGEN_USER, loadgen_password), *users]
-        )
+        self.set_users(users)
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         user = user or self.SERVICE_USER
@@ -143,11 +147,14 @@ class Mosquitto(_Server):
             password = {
                 self.SERVICE_USER: self.service_password,
                 self.LOADGEN_USER: self.loadgen_password,
+                self.ADMIN_USER: self.admin_password,
             }[user]
         return f"mqtt://{user}:{password}@{HOST}:{self.port}"
 
+    def admin_target(self) -> MqttTarget:
+        return MqttTarget.from_url(self.url(self.ADMIN_USER))
+
     def write_config(self) -> None:
-        shutil.copyfile(ACL_FILE, self.folder / "acl")
         self.conf.write_text(
             "\n".join(
                 [
@@ -157,8 +164,11 @@ class Mosquitto(_Server):
                     *(["user root"] if os.geteuid() == 0 else []),
                     f"listener {self.port} {HOST}",
                     "allow_anonymous false",
-                    f"password_file {self.passwd}",
-                    f"acl_file {self.folder / 'acl'}",
+                    # Accounts, roles and ACLs live in the plugin's file (no
+                    # password_file/acl_file: they would still admit a device the
+                    # plugin no longer knows). See mosquitto/README.md.
+                    f"plugin {self.plugin}",
+                    f"plugin_opt_config_file {self.dynsec}",
                     "persistence true",
                     f"persistence_location {self.folder / 'data'}/",
                     "autosave_interval 60",
@@ -179,24 +189,34 @@ class Mosquitto(_Server):
         )
 
     def set_users(self, users: Iterable[tuple[str, str]]) -> None:
-        """Write the password file (hashed by mosquitto_passwd -U); reload if running."""
-        write_passwd_file(self.passwd, users)
-        self.reload()
+        """Give these devices accounts (the fixed accounts too): in the file, or live if running."""
+        users = list(users)
+        if self.proc is not None and self.proc.poll() is None:
+            self.add_users(users)
+            return
+        # The plugin reads its file only at start; a stopped broker gets it rewritten.
+        write_config(
+            self.dynsec,
+            admin_password=self.admin_password,
+            service_password=self.service_password,
+            loadgen_password=self.loadgen_password,
+            devices=users,
+        )
 
     def add_users(self, users: Iterable[tuple[str, str]]) -> None:
-        """Add device accounts to the running broker (hashed, then SIGHUP)."""
-        existing = self.passwd.read_text()
-        fresh = self.folder / "passwd.new"
-        write_passwd_file(fresh, users)
-        self.passwd.write_text(existing + fresh.read_text())
-        fresh.unlink()
-        self.reload()
+        """Add device accounts, through the plugin if the broker runs (no reload needed)."""
+        users = list(users)
+        if self.proc is None or self.proc.poll() is not None:
+            self.set_users(users)
+            return
 
-    def reload(self) -> None:
-        """SIGHUP: mosquitto rereads the password and ACL files without dropping clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGHUP)
-            time.sleep(0.2)
+        async def provision() -> None:
+            # Tests reuse short fixed passwords; the API's are random and long.
+            async with DynsecProvisioner(self.admin_target(), min_password_length=1) as admin:
+                for user, password in users:
+                    await admin.add_device(user, password)
+
+        asyncio.run(provision())
 
     def _command(self) -> list[str]:
         return [self.binary, "-c", str(self.conf)]

@@ -6,12 +6,11 @@ names the fleet. Live parts: `run_fleet` (one MQTT client per device, or shared
 connections) and `run_load` (as fast as the broker acknowledges).
 """
 
-from simulators.credentials import derive_password, write_passwd_file
+from simulators.credentials import derive_password
 from simulators.device import DeviceSimulator, build_simulators, iter_payloads, simulate
 from simulators.durations import parse_duration
 from simulators.exceptions import (
     ConfigError,
-    CredentialsError,
     DurationError,
     LinkDown,
     ScenarioError,
@@ -36,7 +35,6 @@ from simulators.scenarios import load_file, parse_spec, parse_toml
 
 __all__ = [
     "ConfigError",
-    "CredentialsError",
     "DeviceCounts",
     "DeviceSimulator",
     "DeviceSpec",
@@ -65,5 +63,4 @@ __all__ = [
     "run_load",
     "simulate",
     "write_manifest",
-    "write_passwd_file",
 ]

@@ -19,9 +19,5 @@ class ConfigError(SimulatorError, ValueError):
     """A fleet configuration that cannot work (bad prefix, negative counts, ...)."""
 
 
-class CredentialsError(SimulatorError):
-    """Device passwords could not be written (for example mosquitto_passwd is missing)."""
-
-
 class LinkDown(SimulatorError):
     """A publish did not reach the broker: the connection is down or the PUBACK timed out."""

@@ -7,7 +7,6 @@ import collections
 import hashlib
 import hmac
 import itertools
-import shutil
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +23,6 @@ from simulators.device import build_simulators, simulate
 from simulators.durations import format_duration, parse_duration
 from simulators.exceptions import (
     ConfigError,
-    CredentialsError,
     DurationError,
     ScenarioError,
 )
@@ -443,26 +441,6 @@ def test_derive_password() -> None:
     assert credentials.derive_password("s3cret", "w0001") == expected
     assert len(expected) == 32
     assert credentials.derive_password("s3cret", "w0002") != expected
-
-
-def test_write_passwd_file_hashes(tmp_path: Path) -> None:
-    if shutil.which(credentials.MOSQUITTO_PASSWD) is None:
-        pytest.skip("mosquitto_passwd is not installed")
-    path = tmp_path / "passwd"
-    entries = [(d, credentials.derive_password("k", d)) for d in ("w0000", "b0000")]
-    assert credentials.write_passwd_file(path, entries) == 2
-    lines = path.read_text().splitlines()
-    assert [line.split(":", 1)[0] for line in lines] == ["w0000", "b0000"]
-    assert all(line.split(":", 1)[1].startswith("$") for line in lines)  # hashed, not plain
-    assert entries[0][1] not in path.read_text()
-
-
-def test_write_passwd_file_without_mosquitto_passwd(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(shutil, "which", lambda _name: None)
-    with pytest.raises(CredentialsError, match="mosquitto_passwd not found"):
-        credentials.write_passwd_file(tmp_path / "p", [("w0000", "x")])
 
 
 # CLI and wire format
