@@ -52,8 +52,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: f
 class ThreadedIngest:
     """The ingest service on its own event loop in a thread, for tests that look inside it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, with_registry: bool = False) -> None:
         self.settings = settings
+        self.with_registry = with_registry
         self.service: IngestService | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -71,9 +72,19 @@ class ThreadedIngest:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            self.service = IngestService(self.settings)
+            database = None
+            if self.with_registry:
+                from devices.db import Database
+
+                database = Database(self.settings.database_url_resolved)
+                await database.migrate()
+            self.service = IngestService(self.settings, database=database)
             self._ready.set()
-            await self.service.run(self._stop)
+            try:
+                await self.service.run(self._stop)
+            finally:
+                if database is not None:
+                    await database.dispose()
 
         try:
             asyncio.run(main())
