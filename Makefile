@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 system-deps:
 	@missing=""; \
-	for bin in mosquitto mosquitto_sub mosquitto_passwd mosquitto_ctrl influxd; do \
+	for bin in mosquitto mosquitto_sub mosquitto_ctrl influxd; do \
 		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$bin"; \
 	done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing initdb"; \

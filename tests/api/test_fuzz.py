@@ -38,7 +38,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from schemathesis import Case, CheckContext, GenerationMode
+from schemathesis import CheckContext, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -46,10 +46,15 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.result import Ok
+from schemathesis.generation.case import Case
 from schemathesis.schemas import APIOperation
 
 from devices.tables import DeviceState
 from tests.api.conftest import PASSWORD, Api
+
+AnyCase = Case[Any]
+Operation = APIOperation[Any, Any, Any, Any]
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -194,7 +199,9 @@ KNOWN_BUGS: Final = (
 # -- checks ---------------------------------------------------------------------------
 
 
-def error_body_shape(ctx: CheckContext, response: schemathesis.Response, case: Case) -> bool | None:
+def error_body_shape(
+    ctx: CheckContext, response: schemathesis.Response, case: AnyCase
+) -> bool | None:
     """Every 4xx/5xx is JSON {"error": {"code", "message", "message_en"}}, all non-empty strings."""
     if response.status_code < 400:
         return None
@@ -205,7 +212,14 @@ def error_body_shape(ctx: CheckContext, response: schemathesis.Response, case: C
             title="Error body is not JSON",
             message=f"{response.status_code} with content-type {content_type!r}",
         )
-    body = response.json()
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise Failure(
+            operation=case.operation.label,
+            title="Error body is not JSON",
+            message=f"{response.status_code}: {exc}: {response.text[:200]!r}",
+        ) from exc
     error = body.get("error") if isinstance(body, dict) else None
     missing = [
         key
@@ -241,7 +255,7 @@ class Run:
     known: Counter[str] = field(default_factory=Counter)
     no_negative: list[str] = field(default_factory=list)
 
-    def send(self, case: Case, who: str, token: str) -> None:
+    def send(self, case: AnyCase, who: str, token: str) -> None:
         kwargs = case.as_transport_kwargs(
             base_url=BASE_URL, headers={"Authorization": f"Bearer {token}"}
         )
@@ -267,7 +281,7 @@ class Run:
                     case,
                 )
 
-    def _crash(self, case: Case, who: str, label: str, exc: Exception) -> None:
+    def _crash(self, case: AnyCase, who: str, label: str, exc: Exception) -> None:
         for bug in KNOWN_BUGS:
             if bug.operation(label) and bug.error(exc):
                 self.known[bug.name] += 1
@@ -275,7 +289,7 @@ class Run:
                 return
         self._add((f"{who} {label}", f"unhandled {type(exc).__name__}", 500), str(exc)[:700], case)
 
-    def _add(self, key: tuple[str, str, int], detail: str, case: Case) -> None:
+    def _add(self, key: tuple[str, str, int], detail: str, case: AnyCase) -> None:
         if key in self.failures:
             return
         curl = case.as_curl_command(headers={"Authorization": "Bearer <token>"}, base_url=BASE_URL)
@@ -389,7 +403,7 @@ def seed(api: Api) -> Seeded:
     return Seeded(residents, devices, keys, body_ids)
 
 
-def pins(op: APIOperation, seeded: Seeded) -> list[dict[str, Any]]:
+def pins(op: Operation, seeded: Seeded) -> list[dict[str, Any]]:
     """Fixed parts naming seeded records; generation fills the rest (and also tries random ids)."""
     names = {p.name for p in op.path_parameters}
     if op.label == "POST /api/v1/auth/token":
@@ -411,7 +425,7 @@ def pins(op: APIOperation, seeded: Seeded) -> list[dict[str, Any]]:
 
 def drive(
     run: Run,
-    op: APIOperation,
+    op: Operation,
     mode: GenerationMode,
     examples: int,
     who: str,
@@ -432,7 +446,7 @@ def drive(
         print_blob=False,
         suppress_health_check=list(HealthCheck),
     )
-    def fuzz(case: Case, data: st.DataObject) -> None:
+    def fuzz(case: AnyCase, data: st.DataObject) -> None:
         if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
             for name, pool in seeded.body_ids.items():  # name seeded records, now and then
                 if name in case.body and data.draw(st.booleans()):
@@ -447,8 +461,8 @@ def drive(
         run.no_negative.append(f"{who} {op.label}")  # no input to make invalid
 
 
-def ordered(operations: list[APIOperation]) -> list[APIOperation]:
-    def key(op: APIOperation) -> tuple[int, str]:
+def ordered(operations: list[Operation]) -> list[Operation]:
+    def key(op: Operation) -> tuple[int, str]:
         return (DESTRUCTIVE.index(op.label) + 1 if op.label in DESTRUCTIVE else 0, op.label)
 
     return sorted(operations, key=key)
@@ -457,7 +471,11 @@ def ordered(operations: list[APIOperation]) -> list[APIOperation]:
 def test_fuzz_the_whole_api(api: Api) -> None:
     openapi = api.client.app.openapi()  # type: ignore[attr-defined]
     schema = schemathesis.openapi.from_dict(patched_schema(openapi))
-    operations = ordered([result.ok() for result in schema.get_all_operations()])
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
+        operations.append(result.ok())
+    operations = ordered(operations)
     assert len(operations) >= 31, [op.label for op in operations]
     seeded = seed(api)
     run = Run(api.client)
