@@ -16,17 +16,26 @@ import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import select
+
+from api.security import hash_password
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from carewatch.runtime import serve
 from carewatch.settings import MqttTarget, Settings
+from devices import registry
+from devices.access import Role, Scope
 from devices.db import Database
+from devices.tables import User
 from ingest.service import IngestService
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet, write_manifest
-from simulators.models import FleetConfig
+from simulators.models import DeviceSpec, FleetConfig
 from simulators.scenarios import parse_spec
 
+DEMO_USER = "demo-admin"
+DEMO_PASSWORD = "carewatch-demo"  # a local demo on 127.0.0.1 only
+DEMO_INTERVAL = 5.0
 WRISTBANDS = 50
 BINS = 10
 # A few incidents so the first minutes show events, not only telemetry.
@@ -50,7 +59,7 @@ async def run_demo(settings: Settings, stop: asyncio.Event) -> None:
     fleet = FleetConfig(
         wristbands=WRISTBANDS,
         bins=BINS,
-        interval=5.0,
+        interval=DEMO_INTERVAL,
         incidents=tuple(parse_spec(s) for s in SCENARIOS),
     )
     devices = build_fleet(fleet)
@@ -68,12 +77,74 @@ async def run_demo(settings: Settings, stop: asyncio.Event) -> None:
     try:
         influx.start()
         try:
-            await _run(settings, stop, root, broker, influx, fleet, manifest)
+            await _run(settings, stop, root, broker, influx, fleet, manifest, devices)
         finally:
             influx.stop()
     finally:
         broker.stop()
     print("demo stopped: broker, InfluxDB, service and fleet are down; data kept in", root)
+
+
+async def _register_fleet(database: Database, devices: list[DeviceSpec]) -> None:
+    """The simulated fleet in the registry (once): a community, its grids, residents, devices."""
+    scope = Scope(user_id=0, role=Role.ADMIN, community_id=None, grid_ids=frozenset())
+    async with database.sessions() as session:
+        if await session.scalar(select(User.id).where(User.username == DEMO_USER)):
+            return
+        session.add(
+            User(
+                username=DEMO_USER,
+                full_name="演示管理员",
+                role="admin",
+                password_hash=hash_password(DEMO_PASSWORD),
+            )
+        )
+        await session.commit()
+        community = await registry.create_community(session, scope, name="幸福社区")
+        grids: dict[str, int] = {}
+        buildings: dict[str, int] = {}
+        for spec in devices:
+            entry = spec.entry
+            if entry.grid not in grids:
+                grid = await registry.create_grid(
+                    session, scope, community_id=community.id, name=entry.grid
+                )
+                grids[entry.grid] = grid.id
+            if entry.building not in buildings:
+                building = await registry.create_building(
+                    session, scope, grid_id=grids[entry.grid], name=entry.building
+                )
+                buildings[entry.building] = building.id
+            await registry.register_device(
+                session,
+                scope,
+                device_id=entry.device_id,
+                kind=entry.kind.value,
+                grid_id=grids[entry.grid],
+                interval_s=int(DEMO_INTERVAL),
+            )
+            if entry.kind.value == "wristband":
+                resident = await registry.create_resident(
+                    session,
+                    scope,
+                    {
+                        "grid_id": grids[entry.grid],
+                        "building_id": buildings[entry.building],
+                        "name": f"居民{spec.name[1:]}",
+                        "birth_year": 1940,
+                        "service_needs": ["daily_check"],
+                        "tags": ["lives-alone"],
+                    },
+                )
+                await registry.bind_device(session, scope, entry.device_id, resident_id=resident.id)
+            else:
+                await registry.bind_device(
+                    session,
+                    scope,
+                    entry.device_id,
+                    building_id=buildings[entry.building],
+                    category=entry.category.value if entry.category else "other",
+                )
 
 
 async def _run(
@@ -84,6 +155,7 @@ async def _run(
     influx: InfluxDB,
     fleet: FleetConfig,
     manifest: Path,
+    devices: list[DeviceSpec],
 ) -> None:
     service_settings = settings.model_copy(
         update={
@@ -97,10 +169,14 @@ async def _run(
     )
     database = Database(service_settings.database_url_resolved)
     await database.migrate()
+    await _register_fleet(database, devices)
     service = IngestService(service_settings, database=database)
     server = asyncio.create_task(serve(service_settings, stop, database=database, service=service))
     await asyncio.sleep(1.0)
-    print(f"service on http://{service_settings.http_listen} (/metrics, /healthz, /docs)")
+    print(
+        f"service on http://{service_settings.http_listen} (/docs, /metrics, /healthz); "
+        f"log in as {DEMO_USER} / {DEMO_PASSWORD}, e.g. GET /api/v1/status/devices"
+    )
     print(
         f"fleet: {fleet.wristbands} wristbands, {fleet.bins} bins, every {fleet.interval:.0f} s; "
         f"incidents: {', '.join(SCENARIOS)}"

@@ -56,13 +56,20 @@ from tests.api.conftest import PASSWORD, Api
 AnyCase = Case[Any]
 Operation = APIOperation[Any, Any, Any, Any]
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+    # aiosqlite leaves this behind when the driver rejects an integer (known bug below).
+    pytest.mark.filterwarnings("ignore:coroutine 'Connection.cursor' was never awaited"),
+]
 
 POSITIVE_EXAMPLES: Final = 25  # per operation, as the admin
 NEGATIVE_EXAMPLES: Final = 15
 WORKER_EXAMPLES: Final = 10  # per operation as `wang` (and half as many negative ones)
 MIN_CALLS: Final = 1_000  # a run makes about 1,250; far fewer means generation broke
 BASE_URL: Final = "http://testserver"
+# Ids past PostgreSQL's integer and past SQLite's (and bigint's): also named, now and then.
+INTEGER_IDS: Final = frozenset({"resident_id", "key_id", "grid_id", "community_id", "offset"})
+EDGE_INTEGERS: Final = (2**31, 2**63)
 ERROR_BODY: Final = {"$ref": "#/components/schemas/ErrorBody"}
 
 # Operations that change what later ones find run last, in this order.
@@ -395,32 +402,53 @@ def seed(api: Api) -> Seeded:
     body_ids: dict[str, list[Any]] = {
         "grid_id": [api.ids["grid_a"], api.ids["grid_b"]],
         "community_id": [api.ids["community"], api.ids["other_community"]],
-        "resident_id": residents,
+        "resident_id": list(residents),
         "building_id": [api.ids["building_a"]],
         "supervisor_id": [api.ids["zhao"]],
-        "worker_ids": [[], [api.ids["wang"]], [api.ids["wang"], api.ids["li"]]],
+        "worker_ids": [[], [api.ids["wang"]], [api.ids["wang"], api.ids["li"]], [2**63]],
     }
+    for name, pool in body_ids.items():
+        if name != "worker_ids":
+            pool.append(2**63)
     return Seeded(residents, devices, keys, body_ids)
 
 
 def pins(op: Operation, seeded: Seeded) -> list[dict[str, Any]]:
-    """Fixed parts naming seeded records; generation fills the rest (and also tries random ids)."""
+    """Fixed parts naming seeded records, or ids at integer limits; generation fills the rest."""
     names = {p.name for p in op.path_parameters}
     if op.label == "POST /api/v1/auth/token":
         return [{"body": {"username": "wang", "password": PASSWORD}}]
+    fixed: list[dict[str, Any]] = []
     if op.path.endswith("/telemetry"):  # the last day: with a wristband worn, and without
         start = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-        return [
+        fixed += [
             {"path_parameters": {"resident_id": rid}, "query": {"start": start}}
             for rid in seeded.resident_ids[:2]
         ]
-    if "resident_id" in names:
-        return [{"path_parameters": {"resident_id": rid}} for rid in seeded.resident_ids]
-    if "device_id" in names:
-        return [{"path_parameters": {"device_id": did}} for did in seeded.device_ids]
-    if "key_id" in names:
-        return [{"path_parameters": {"key_id": kid}} for kid in seeded.key_ids]
-    return []
+    elif "resident_id" in names:
+        fixed += [{"path_parameters": {"resident_id": rid}} for rid in seeded.resident_ids]
+    elif "device_id" in names:
+        fixed += [{"path_parameters": {"device_id": did}} for did in seeded.device_ids]
+        if op.path.endswith("/bind"):  # a binding that is valid as a whole, too
+            fixed.append(
+                {
+                    "path_parameters": {"device_id": "w0002"},
+                    "body": {"resident_id": seeded.resident_ids[1]},
+                }
+            )
+    elif "key_id" in names:
+        fixed += [{"path_parameters": {"key_id": kid}} for kid in seeded.key_ids]
+    in_path = sorted(names & INTEGER_IDS)
+    in_query = sorted({p.name for p in op.query} & INTEGER_IDS)
+    for edge in EDGE_INTEGERS:
+        pinned: dict[str, Any] = {}
+        if in_path:
+            pinned["path_parameters"] = dict.fromkeys(in_path, edge)
+        if in_query:
+            pinned["query"] = dict.fromkeys(in_query, edge)
+        if pinned:
+            fixed.append(pinned)
+    return fixed
 
 
 def drive(
