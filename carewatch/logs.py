@@ -41,6 +41,9 @@ class PersonalDataFilter(logging.Filter):
         masked = mask_phone(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            # Tracebacks quote values too; formatters use exc_text when it is set.
+            record.exc_text = mask_phone(logging.Formatter().formatException(record.exc_info))
         return True
 
 

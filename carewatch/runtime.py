@@ -86,7 +86,15 @@ async def serve(
             lifespan="off",
         )
     )
-    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(server.serve(), name="http")]
+
+    async def http() -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot bind; stop the rest cleanly
+            msg = f"the API could not listen on {host}:{port}; set CAREWATCH_HTTP_LISTEN"
+            raise RuntimeError(msg) from exc
+
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(http(), name="http")]
     if service is not None:
         tasks.append(asyncio.create_task(service.run(stop), name="ingest"))
     log.info("listening on http://%s:%d (metrics at /metrics, health at /healthz)", host, port)

@@ -27,7 +27,11 @@ class Database:
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not self.is_sqlite)
+        # Parameters are residents' names, phones, health notes and password hashes:
+        # keep them out of exception messages, and so out of the logs.
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=not self.is_sqlite, hide_parameters=True
+        )
         if self.is_sqlite:
             # SQLite enforces foreign keys only when asked, per connection.
             @event.listens_for(self.engine.sync_engine, "connect")

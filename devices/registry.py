@@ -118,7 +118,7 @@ async def create_grid(
     )
     if taken:
         raise conflict(f"网格“{name}”已存在", f"grid {name!r} exists in this community")
-    grid = Grid(community_id=community_id, name=name, supervisor_id=supervisor_id)
+    grid = Grid(community_id=community_id, name=name, supervisor_id=supervisor_id, workers=[])
     for user_id in worker_ids:
         user = await session.get(User, user_id)
         if user is None or user.role != Role.GRID_WORKER:
@@ -263,6 +263,10 @@ async def list_residents(
         query = query.where(Resident.grid_id == grid_id)
     if q:
         query = query.where(Resident.name.contains(q))
+    if not tag:
+        count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        page = await session.scalars(query.order_by(Resident.id).offset(offset).limit(limit))
+        return page.all(), int(count)
     residents = (await session.scalars(query.order_by(Resident.id))).all()
     if tag:  # tags are a JSON list: filtered here, portable across SQLite and PostgreSQL
         residents = [r for r in residents if tag in (r.tags or [])]
@@ -291,6 +295,14 @@ async def update_resident(
         resident.contacts = _contacts(changes.pop("contacts") or [])
     for key, value in changes.items():
         setattr(resident, key, value)
+    if "grid_id" in changes:
+        # The wristband goes with its wearer: the device's grid decides who sees it.
+        worn = select(DeviceBinding.device_id).where(
+            DeviceBinding.resident_id == resident.id, DeviceBinding.end.is_(None)
+        )
+        await session.execute(
+            update(Device).where(Device.id.in_(worn)).values(grid_id=changes["grid_id"])
+        )
     await session.commit()
     return await get_resident(session, scope, resident.id)
 
@@ -365,7 +377,13 @@ async def register_device(
         raise conflict(f"设备 {device_id} 已登记", f"device {device_id} is already registered")
     device = Device(id=device_id, kind=kind, grid_id=grid_id, interval_s=interval_s)
     session.add(device)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # registered concurrently
+        await session.rollback()
+        raise conflict(
+            f"设备 {device_id} 已登记", f"device {device_id} is already registered"
+        ) from exc
     return device
 
 
@@ -408,7 +426,11 @@ async def bind_device(
     at: datetime | None = None,
 ) -> DeviceBinding:
     """Bind a wristband to a resident or a bin to a building; the old binding ends now."""
-    device = await get_device(session, scope, device_id)
+    device = await session.scalar(  # PostgreSQL: concurrent binds of one device queue here
+        _device_query(scope).where(Device.id == device_id).with_for_update()
+    )
+    if device is None:
+        raise not_found(f"设备 {device_id}", f"device {device_id}")
     if device.revoked:
         raise conflict(f"设备 {device_id} 已停用", f"device {device_id} is revoked")
     at = at or utcnow()
@@ -449,7 +471,14 @@ async def bind_device(
     )
     device.grid_id = grid_id
     session.add(binding)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # SQLite: a concurrent bind of this device won
+        await session.rollback()
+        raise conflict(
+            f"设备 {device_id} 正在被绑定，请重试",
+            f"device {device_id} was bound concurrently; try again",
+        ) from exc
     return binding
 
 
@@ -630,7 +659,9 @@ async def due_visits(
                 else _aware(resident.created_at)
             )
             if due_at <= now + horizon:
-                due.append(DueVisit(resident, need, previous, due_at, due_at < now))
+                # A new resident is due at once, but overdue only a period later.
+                grace = period if previous is None else timedelta(0)
+                due.append(DueVisit(resident, need, previous, due_at, now > due_at + grace))
     due.sort(key=lambda d: d.due_at)
     return due
 

@@ -9,7 +9,7 @@ validity interval, so re-binding a wristband to someone else keeps history.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -25,10 +25,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in and out: SQLite keeps no offset, so naive values are read as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -89,7 +108,7 @@ class User(Base):
     community_id: Mapped[int | None] = mapped_column(ForeignKey("communities.id"))
     password_hash: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
 
     grids: Mapped[list[Grid]] = relationship(secondary=grid_workers, lazy="selectin", viewonly=True)
 
@@ -104,8 +123,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Building(Base):
@@ -141,7 +160,7 @@ class Resident(Base):
     vital_limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     home_lat: Mapped[float | None] = mapped_column(Float)
     home_lon: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=_now(), onupdate=_now()
     )
@@ -184,22 +203,32 @@ class Device(Base):
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
     interval_s: Mapped[int] = mapped_column(Integer, default=60)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
 
 
 class DeviceBinding(Base):
     """Who (or which building) a device served from `start` until `end` (None: now)."""
 
     __tablename__ = "device_bindings"
-    __table_args__ = (Index("ix_binding_current", "device_id", "end"),)
+    __table_args__ = (
+        Index("ix_binding_current", "device_id", "end"),
+        # At most one open binding per device, even when two binds race.
+        Index(
+            "uq_binding_open",
+            "device_id",
+            unique=True,
+            sqlite_where=text('"end" IS NULL'),
+            postgresql_where=text('"end" IS NULL'),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="SET NULL"))
     building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id"))
     category: Mapped[str | None] = mapped_column(String(16))
-    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DeviceState(Base):
@@ -232,6 +261,6 @@ class Visit(Base):
     )
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     need: Mapped[str] = mapped_column(String(32))
-    visited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    visited_at: Mapped[datetime] = mapped_column(UTCDateTime)
     notes: Mapped[str] = mapped_column(Text, default="")
     readings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.deps import CurrentUser, SessionDep
 from api.errors import ApiError
-from api.schemas.common import ERRORS
+from api.schemas.common import ERRORS, Id
 from api.schemas.org import ApiKeyCreate, ApiKeyCreated, Token, UserPublic
 from api.security import create_access_token, new_api_key, verify_password
 from devices.tables import ApiKey, User
@@ -53,7 +53,7 @@ async def create_api_key(
     summary="Revoke one of my API keys",
     responses={404: ERRORS[404]},
 )
-async def revoke_api_key(key_id: int, user: CurrentUser, session: SessionDep) -> None:
+async def revoke_api_key(key_id: Id, user: CurrentUser, session: SessionDep) -> None:
     record = await session.get(ApiKey, key_id)
     if record is None or record.user_id != user.id:
         raise ApiError(404, "not_found", "未找到该密钥", "API key not found")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api.deps import AdminScope, ProvisionerDep, ScopeDep, SessionDep
 from api.errors import ApiError
-from api.schemas.common import ERRORS, Page
+from api.schemas.common import ERRORS, Offset, Page, QueryId
 from api.schemas.devices import (
     BindRequest,
     DeviceCreate,
@@ -130,11 +130,11 @@ async def restore_device(
 async def device_status(
     scope: ScopeDep,
     session: SessionDep,
-    grid_id: int | None = None,
-    community_id: int | None = None,
+    grid_id: QueryId = None,
+    community_id: QueryId = None,
     kind: Literal["wristband", "bin"] | None = None,
     state: StateFilter | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[DeviceStatusPublic]:
     """Served from the state the ingester keeps in the registry, never from InfluxDB.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from api.deps import AdminScope, ScopeDep, SessionDep
 from api.errors import ApiError
@@ -76,10 +77,18 @@ async def create_user(body: UserCreate, scope: AdminScope, session: SessionDep) 
         raise ApiError(
             422, "community_required", "社区主管须指定社区", "a supervisor needs a community"
         )
+    if body.community_id is not None and await session.get(Community, body.community_id) is None:
+        raise ApiError(404, "not_found", "未找到该社区", "community not found")
     fields = body.model_dump(exclude={"password"})
     user = User(**fields, password_hash=hash_password(body.password))
     session.add(user)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # the same username, created concurrently
+        await session.rollback()
+        raise ApiError(
+            409, "conflict", f"用户名 {body.username} 已被使用", "username taken"
+        ) from exc
     return UserPublic.model_validate(user)
 
 

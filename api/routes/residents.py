@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, Query
 
 from api.deps import InfluxDep, ScopeDep, SessionDep
 from api.errors import ApiError
-from api.schemas.common import ERRORS, Page
+from api.schemas.common import ERRORS, Id, Offset, Page, QueryId
 from api.schemas.residents import (
     BindingPublic,
     DueVisitPublic,
@@ -44,10 +45,10 @@ async def create_resident(
 async def list_residents(
     scope: ScopeDep,
     session: SessionDep,
-    grid_id: int | None = None,
+    grid_id: QueryId = None,
     tag: Annotated[str | None, Query(max_length=64, examples=["lives-alone"])] = None,
     q: Annotated[str | None, Query(max_length=100, description="part of the name")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[ResidentPublic]:
     residents, count = await registry.list_residents(
@@ -57,13 +58,13 @@ async def list_residents(
 
 
 @router.get("/residents/{resident_id}", summary="One resident's file")
-async def get_resident(resident_id: int, scope: ScopeDep, session: SessionDep) -> ResidentPublic:
+async def get_resident(resident_id: Id, scope: ScopeDep, session: SessionDep) -> ResidentPublic:
     return ResidentPublic.model_validate(await registry.get_resident(session, scope, resident_id))
 
 
 @router.patch("/residents/{resident_id}", summary="Change a resident's file (only the fields sent)")
 async def update_resident(
-    resident_id: int, body: ResidentUpdate, scope: ScopeDep, session: SessionDep
+    resident_id: Id, body: ResidentUpdate, scope: ScopeDep, session: SessionDep
 ) -> ResidentPublic:
     changes = body.model_dump(exclude_unset=True)
     if "vital_limits" in changes:
@@ -84,12 +85,12 @@ async def update_resident(
     status_code=204,
     summary="Erase a resident's file (data subject's request)",
 )
-async def delete_resident(resident_id: int, scope: ScopeDep, session: SessionDep) -> None:
+async def delete_resident(resident_id: Id, scope: ScopeDep, session: SessionDep) -> None:
     await registry.delete_resident(session, scope, resident_id)
 
 
 @router.get("/residents/{resident_id}/export", summary="Everything held about a resident")
-async def export_resident(resident_id: int, scope: ScopeDep, session: SessionDep) -> ResidentExport:
+async def export_resident(resident_id: Id, scope: ScopeDep, session: SessionDep) -> ResidentExport:
     data = await registry.export_resident(session, scope, resident_id)
     return ResidentExport(
         resident=ResidentPublic.model_validate(data["resident"]),
@@ -100,14 +101,14 @@ async def export_resident(resident_id: int, scope: ScopeDep, session: SessionDep
 
 @router.post("/residents/{resident_id}/visits", status_code=201, summary="Record a home visit")
 async def record_visit(
-    resident_id: int, body: VisitCreate, scope: ScopeDep, session: SessionDep
+    resident_id: Id, body: VisitCreate, scope: ScopeDep, session: SessionDep
 ) -> VisitPublic:
     visit = await registry.record_visit(session, scope, resident_id, **body.model_dump())
     return VisitPublic.model_validate(visit)
 
 
 @router.get("/residents/{resident_id}/visits", summary="A resident's visits, newest first")
-async def list_visits(resident_id: int, scope: ScopeDep, session: SessionDep) -> list[VisitPublic]:
+async def list_visits(resident_id: Id, scope: ScopeDep, session: SessionDep) -> list[VisitPublic]:
     return [
         VisitPublic.model_validate(v)
         for v in await registry.list_visits(session, scope, resident_id)
@@ -116,7 +117,7 @@ async def list_visits(resident_id: int, scope: ScopeDep, session: SessionDep) ->
 
 @router.get("/visits/due", summary="Visits due within a day, and overdue ones")
 async def due_visits(
-    scope: ScopeDep, session: SessionDep, grid_id: int | None = None
+    scope: ScopeDep, session: SessionDep, grid_id: QueryId = None
 ) -> list[DueVisitPublic]:
     due = await registry.due_visits(session, scope, now=datetime.now(UTC), grid_id=grid_id)
     return [
@@ -140,7 +141,7 @@ def _interval(span: timedelta) -> int:
 
 @router.get("/residents/{resident_id}/telemetry", summary="Vital signs over time, aggregated")
 async def telemetry(
-    resident_id: int,
+    resident_id: Id,
     scope: ScopeDep,
     session: SessionDep,
     influx: InfluxDep,
@@ -160,17 +161,27 @@ async def telemetry(
         )
     interval = _interval(end - start)
     points: list[TelemetryPoint] = []
-    for binding in await registry.bindings_of_resident(session, resident.id, start, end):
+    bindings = await registry.bindings_of_resident(session, resident.id, start, end)
+    await session.commit()  # no pooled connection held while InfluxDB answers
+    for binding in bindings:
         b_start = max(start, _aware(binding.start))
         b_end = min(end, _aware(binding.end)) if binding.end else end
         fields = ", ".join(f'mean("{f}") AS "{f}"' for f in VITALS)
         device = binding.device_id.replace("'", "")
-        series = await influx.query(
-            f'SELECT {fields} FROM "vitals" WHERE "device_id" = \'{device}\' '
-            f"AND time >= {int(b_start.timestamp() * 1000)}ms "
-            f"AND time < {int(b_end.timestamp() * 1000)}ms "
-            f"GROUP BY time({interval}s) fill(none)"
-        )
+        try:
+            series = await influx.query(
+                f'SELECT {fields} FROM "vitals" WHERE "device_id" = \'{device}\' '
+                f"AND time >= {int(b_start.timestamp() * 1000)}ms "
+                f"AND time < {int(b_end.timestamp() * 1000)}ms "
+                f"GROUP BY time({interval}s) fill(none)"
+            )
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ApiError(
+                503,
+                "telemetry_unavailable",
+                "历史数据服务暂时不可用，请稍后再试",
+                "the telemetry store is unavailable; try again later",
+            ) from exc
         for s in series:
             columns = s["columns"]
             for row in s["values"]:

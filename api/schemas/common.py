@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from fastapi import Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -14,6 +15,13 @@ class Page(BaseModel, Generic[T]):
 
     data: list[T]
     count: int
+
+
+# Ids are int4 columns: anything larger could only be a guess, and would overflow the driver.
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+QueryId = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+BodyId = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class ErrorDetail(BaseModel):

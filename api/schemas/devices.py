@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import ORMModel
+from api.schemas.common import BodyId, ORMModel
 
 Category = Literal["kitchen", "recyclable", "hazardous", "other"]
 
@@ -15,7 +15,7 @@ Category = Literal["kitchen", "recyclable", "hazardous", "other"]
 class DeviceCreate(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["w0001"])
     kind: Literal["wristband", "bin"]
-    grid_id: int | None = None
+    grid_id: BodyId | None = None
     interval_s: int = Field(60, ge=1, le=86_400, description="seconds between telemetry messages")
 
 
@@ -39,8 +39,8 @@ class DeviceCredentials(BaseModel):
 
 
 class BindRequest(BaseModel):
-    resident_id: int | None = None
-    building_id: int | None = None
+    resident_id: BodyId | None = None
+    building_id: BodyId | None = None
     category: Category | None = None
 
 

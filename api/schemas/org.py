@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import ORMModel
+from api.schemas.common import BodyId, ORMModel
 
 Phone = str
 RoleName = Literal["admin", "supervisor", "grid_worker"]
@@ -27,10 +27,10 @@ class CommunityPublic(ORMModel):
 
 
 class GridCreate(BaseModel):
-    community_id: int
+    community_id: BodyId
     name: str = Field(min_length=1, max_length=100, examples=["网格01"])
-    supervisor_id: int | None = None
-    worker_ids: list[int] = Field(default_factory=list)
+    supervisor_id: BodyId | None = None
+    worker_ids: list[BodyId] = Field(default_factory=list, max_length=100)
 
 
 class UserBrief(ORMModel):
@@ -42,22 +42,22 @@ class UserBrief(ORMModel):
 
 class GridPublic(ORMModel):
     id: int
-    community_id: int
+    community_id: BodyId
     name: str
     supervisor_id: int | None
     workers: list[UserBrief]
 
 
 class BuildingCreate(BaseModel):
-    grid_id: int
+    grid_id: BodyId
     name: str = Field(min_length=1, max_length=100, examples=["3栋"])
     sorting_target: float = Field(0.85, ge=0, le=1)
 
 
 class BuildingPublic(ORMModel):
     id: int
-    community_id: int
-    grid_id: int
+    community_id: BodyId
+    grid_id: BodyId
     name: str
     sorting_target: float
 
@@ -67,7 +67,7 @@ class UserCreate(BaseModel):
     password: str = Field(min_length=8, max_length=128)
     full_name: str = Field(min_length=1, max_length=100, examples=["王芳"])
     role: RoleName
-    community_id: int | None = None
+    community_id: BodyId | None = None
     phone: str | None = Field(None, max_length=32)
     wechat: str | None = Field(None, max_length=200)
 

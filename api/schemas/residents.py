@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, FiniteFloat
 
-from api.schemas.common import ORMModel
+from api.schemas.common import BodyId, ORMModel
 
 Need = Literal["daily_check", "weekly_visit", "monthly_visit"]
 Channel = Literal["sms", "wechat"]
@@ -42,7 +42,7 @@ class ResidentBase(BaseModel):
     gender: Literal["男", "女", "male", "female"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100, examples=[1942])
     phone: str | None = Field(None, pattern=PHONE)
-    building_id: int | None = None
+    building_id: BodyId | None = None
     unit: str | None = Field(None, max_length=32, examples=["2单元"])
     room: str | None = Field(None, max_length=32, examples=["201"])
     health_notes: str = Field("", max_length=4000, examples=["高血压，服用氨氯地平"])
@@ -54,19 +54,19 @@ class ResidentBase(BaseModel):
 
 
 class ResidentCreate(ResidentBase):
-    grid_id: int
+    grid_id: BodyId
     contacts: list[ContactIn] = Field(default_factory=list, max_length=10)
 
 
 class ResidentUpdate(BaseModel):
     """Only the fields sent change."""
 
-    grid_id: int | None = None
+    grid_id: BodyId | None = None
     name: str | None = Field(None, min_length=1, max_length=100)
     gender: Literal["男", "女", "male", "female"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100)
     phone: str | None = Field(None, pattern=PHONE)
-    building_id: int | None = None
+    building_id: BodyId | None = None
     unit: str | None = Field(None, max_length=32)
     room: str | None = Field(None, max_length=32)
     health_notes: str | None = Field(None, max_length=4000)
@@ -80,7 +80,7 @@ class ResidentUpdate(BaseModel):
 
 class ResidentPublic(ORMModel):
     id: int
-    grid_id: int
+    grid_id: BodyId
     name: str
     gender: str | None
     birth_year: int | None
@@ -103,12 +103,14 @@ class VisitCreate(BaseModel):
     need: Need = "daily_check"
     visited_at: datetime | None = Field(None, description="defaults to now")
     notes: str = Field("", max_length=4000, examples=["精神状态良好，血压 135/85"])
-    readings: dict[str, float] = Field(default_factory=dict, examples=[{"sbp": 135, "dbp": 85}])
+    readings: dict[str, FiniteFloat] = Field(
+        default_factory=dict, max_length=20, examples=[{"sbp": 135, "dbp": 85}]
+    )
 
 
 class VisitPublic(ORMModel):
     id: int
-    resident_id: int
+    resident_id: BodyId
     worker_id: int | None
     need: str
     visited_at: datetime
@@ -117,9 +119,9 @@ class VisitPublic(ORMModel):
 
 
 class DueVisitPublic(BaseModel):
-    resident_id: int
+    resident_id: BodyId
     resident_name: str
-    grid_id: int
+    grid_id: BodyId
     need: str
     last_visit: datetime | None
     due_at: datetime
@@ -150,7 +152,7 @@ class TelemetryPoint(BaseModel):
 
 
 class TelemetryHistory(BaseModel):
-    resident_id: int
+    resident_id: BodyId
     start: datetime
     end: datetime
     interval_s: int = Field(description="the resolution InfluxDB aggregated to (mean per bucket)")

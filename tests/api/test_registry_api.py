@@ -297,3 +297,68 @@ def test_device_status_filters_come_from_the_registry(api: Api) -> None:
     body = one.json()
     assert body["count"] == 4 and body["data"][0]["last_reading"] == {"hr": 72, "spo2": 97}
     assert body["data"][0]["online"] is True
+
+
+def test_review_regressions(api: Api) -> None:
+    """Bugs found in review, each pinned: see the commit that fixed them."""
+    # A resident moved to another grid takes their wristband (and its visibility) along.
+    moved = resident(api)
+    api.request("admin", "POST", "/devices", json={"id": "w-mv", "kind": "wristband"})
+    api.request("wang", "POST", "/devices/w-mv/bind", json={"resident_id": moved["id"]})
+    assert (
+        api.request(
+            "admin", "PATCH", f"/residents/{moved['id']}", json={"grid_id": api.ids["grid_b"]}
+        ).status_code
+        == 200
+    )
+    assert api.request("li", "GET", "/devices/w-mv").status_code == 200
+    assert api.request("wang", "GET", "/devices/w-mv").status_code == 404
+    # Times keep their instant whatever the offset sent, on SQLite as on PostgreSQL.
+    visit = api.request(
+        "li",
+        "POST",
+        f"/residents/{moved['id']}/visits",
+        json={"visited_at": "2024-05-01T10:00:00+08:00"},
+    ).json()
+    from datetime import datetime
+
+    stored = api.request("li", "GET", f"/residents/{moved['id']}/visits").json()
+    stored_at = datetime.fromisoformat(stored[0]["visited_at"].replace("Z", "+00:00"))
+    assert stored_at == datetime.fromisoformat("2024-05-01T02:00:00+00:00")
+    assert stored_at.utcoffset() is not None and visit["id"] == stored[0]["id"]
+    # NaN readings are refused, not stored as garbage or a 500.
+    nan = api.client.post(
+        f"/api/v1/residents/{moved['id']}/visits",
+        content=b'{"readings": {"sbp": NaN}}',
+        headers={"Authorization": f"Bearer {api.token('li')}", "Content-Type": "application/json"},
+    )
+    assert nan.status_code == 422
+    # A grid with no workers, a user of a missing community, an absurd id.
+    assert (
+        api.request(
+            "admin", "POST", "/grids", json={"community_id": api.ids["community"], "name": "空网格"}
+        ).status_code
+        == 201
+    )
+    assert (
+        api.request(
+            "admin",
+            "POST",
+            "/users",
+            json={
+                "username": "sun",
+                "password": "longenough1",
+                "full_name": "孙丽",
+                "role": "supervisor",
+                "community_id": 999,
+            },
+        ).status_code
+        == 404
+    )
+    assert api.request("admin", "GET", f"/residents/{2**63}").status_code == 422
+    # A resident registered a moment ago is due today, but not yet overdue.
+    fresh = resident(api, grid="grid_b", service_needs=["daily_check"])
+    due = [
+        d for d in api.request("li", "GET", "/visits/due").json() if d["resident_id"] == fresh["id"]
+    ]
+    assert due and due[0]["overdue"] is False
