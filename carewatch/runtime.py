@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -94,6 +95,10 @@ async def serve(
             msg = f"the API could not listen on {host}:{port}; set CAREWATCH_HTTP_LISTEN"
             raise RuntimeError(msg) from exc
 
+    # Everything imported so far lives as long as the process: keep the full
+    # collections (tens of ms each) from walking it again and again.
+    gc.collect()
+    gc.freeze()
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(http(), name="http")]
     if service is not None:
         tasks.append(asyncio.create_task(service.run(stop), name="ingest"))

@@ -562,8 +562,11 @@ async def device_status(
         query = query.where(
             DeviceState.online.is_not(False), DeviceState.last_seen_ms >= offline_before
         )
-    count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = (await session.execute(query.order_by(Device.id).offset(offset).limit(limit))).all()
+    if len(rows) < limit and (rows or offset == 0):
+        count = offset + len(rows)  # the last page: no second statement needed
+    else:
+        count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
     out = []
     for device, dstate, community in rows:
         last = dstate.last_seen_ms if dstate is not None else None
