@@ -416,8 +416,9 @@ async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
             direct.close()
     await database.dispose()
 
-    med = {name: statistics.median(values) for name, values in timings.items()}
-    engine = {name: statistics.median(values) for name, values in engine_ms.items()}
+    med = {name: statistics.median(values or [0.0]) for name, values in timings.items()}
+    engine = {name: statistics.median(values or [0.0]) for name, values in engine_ms.items()}
+    counted = f"in {len(timings['count'])} of {n} requests; "
     rest = parts["request"] - parts["floor"] - parts["auth"] - med["registry"]
     how = "sqlite3 module, no ORM" if database.is_sqlite else "EXPLAIN ANALYZE"
     print(f"\nwhere a request's time goes, in-process, medians over {n} filtered pages:")
@@ -427,7 +428,11 @@ async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
         ("  authentication (GET /auth/me - floor)", parts["auth"], ""),
         ("    of which: session, user row, user's grids", med["user"], ""),
         ("  registry.device_status", med["registry"], ""),
-        ("    count(*) statement", med["count"], f"SQL itself {engine['count']:.2f} ms ({how})"),
+        (
+            "    count(*) statement, when sent",
+            med["count"],
+            f"{counted}SQL itself {engine['count']:.2f} ms ({how})",
+        ),
         (
             "    page statement, 2 ORM objects a row",
             med["page"],

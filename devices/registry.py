@@ -119,7 +119,7 @@ async def create_grid(
     if taken:
         raise conflict(f"网格“{name}”已存在", f"grid {name!r} exists in this community")
     grid = Grid(community_id=community_id, name=name, supervisor_id=supervisor_id, workers=[])
-    for user_id in worker_ids:
+    for user_id in dict.fromkeys(worker_ids):  # a worker named twice is one worker
         user = await session.get(User, user_id)
         if user is None or user.role != Role.GRID_WORKER:
             raise RegistryError(
@@ -262,7 +262,7 @@ async def list_residents(
     if grid_id is not None:
         query = query.where(Resident.grid_id == grid_id)
     if q:
-        query = query.where(Resident.name.contains(q))
+        query = query.where(Resident.name.contains(q, autoescape=True))
     if not tag:
         count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
         page = await session.scalars(query.order_by(Resident.id).offset(offset).limit(limit))

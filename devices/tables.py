@@ -162,7 +162,7 @@ class Resident(Base):
     home_lon: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=_now(), onupdate=_now()
+        UTCDateTime, server_default=_now(), onupdate=_now()
     )
 
     contacts: Mapped[list[EmergencyContact]] = relationship(

@@ -16,7 +16,7 @@ from api.schemas.org import ApiKeyCreate, ApiKeyCreated, Token, UserPublic
 from api.security import create_access_token, new_api_key, verify_password
 from devices.tables import ApiKey, User
 
-router = APIRouter(prefix="/auth", tags=["auth"], responses={401: ERRORS[401]})
+router = APIRouter(prefix="/auth", tags=["auth"], responses={k: ERRORS[k] for k in (400, 401, 422)})
 TOKEN_LIFETIME = timedelta(minutes=30)
 
 

@@ -27,7 +27,9 @@ from devices.provisioning import ProvisioningError
 from devices.tables import DeviceBinding
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["devices"], responses={k: ERRORS[k] for k in (401, 403, 404, 409, 422)})
+router = APIRouter(
+    tags=["devices"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}
+)
 StateFilter = Literal["offline", "silent", "low_battery", "not_worn", "online"]
 
 

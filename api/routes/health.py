@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import IngestDep
 
@@ -21,7 +21,11 @@ async def healthz(ingest: IngestDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
-@router.get("/metrics", summary="Counters in the Prometheus text format")
+@router.get(
+    "/metrics",
+    summary="Counters in the Prometheus text format",
+    response_class=PlainTextResponse,
+)
 async def metrics(ingest: IngestDep) -> Response:
     text = ingest.metrics.render_prometheus() if ingest is not None else ""
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -23,7 +23,9 @@ from api.security import hash_password
 from devices import registry
 from devices.tables import Community, User
 
-router = APIRouter(tags=["organisation"], responses={k: ERRORS[k] for k in (401, 403, 404, 409)})
+router = APIRouter(
+    tags=["organisation"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}
+)
 
 
 @router.post("/communities", status_code=201, summary="Register a community (admin)")

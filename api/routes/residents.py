@@ -25,7 +25,7 @@ from api.schemas.residents import (
 )
 from devices import registry
 
-router = APIRouter(tags=["residents"], responses={k: ERRORS[k] for k in (401, 403, 404, 422)})
+router = APIRouter(tags=["residents"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 422)})
 VITALS = ("hr", "spo2", "sbp", "dbp", "temp")
 MAX_POINTS = 500
 NICE_INTERVALS = (60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86_400)
@@ -139,7 +139,11 @@ def _interval(span: timedelta) -> int:
     return next((n for n in NICE_INTERVALS if n >= wanted), NICE_INTERVALS[-1])
 
 
-@router.get("/residents/{resident_id}/telemetry", summary="Vital signs over time, aggregated")
+@router.get(
+    "/residents/{resident_id}/telemetry",
+    summary="Vital signs over time, aggregated",
+    responses={503: ERRORS[503]},
+)
 async def telemetry(
     resident_id: Id,
     scope: ScopeDep,

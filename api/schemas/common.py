@@ -39,9 +39,11 @@ class ORMModel(BaseModel):
 
 
 ERRORS = {
+    400: {"model": ErrorBody, "description": "请求体不是 JSON / body is not JSON"},
     401: {"model": ErrorBody, "description": "未登录 / not authenticated"},
     403: {"model": ErrorBody, "description": "没有权限 / not allowed"},
     404: {"model": ErrorBody, "description": "未找到 / not found"},
     409: {"model": ErrorBody, "description": "冲突 / conflict"},
     422: {"model": ErrorBody, "description": "输入有误 / invalid input"},
+    503: {"model": ErrorBody, "description": "依赖的服务不可用 / a service it needs is down"},
 }
