@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from carewatch.localstack import InfluxDB, Mosquitto
+from carewatch.localstack import InfluxDB, Mosquitto, PostgreSQL
 from carewatch.settings import Settings
 from tests.helpers import IngestProcess, ThreadedIngest
+
+
+def _unique_name(request: pytest.FixtureRequest) -> str:
+    """A database name for this test: readable, unique even where long names share a prefix."""
+    readable = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
+    return f"t_{readable}_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"
 
 
 @pytest.fixture
@@ -69,7 +79,27 @@ def ingest_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Ingest
         proc.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    # As root the server runs as `postgres`, which must be able to reach its folder.
+    folder = Path(tempfile.mkdtemp(prefix="cw-pg-"))
+    os.chmod(folder, 0o755)
+    server = PostgreSQL(folder / "cluster")
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+    postgres: PostgreSQL = request.getfixturevalue("postgres")
+    return postgres.create_database(_unique_name(request))
+
+
 @pytest.fixture
 def database(request: pytest.FixtureRequest) -> str:
     """A database name unique to the test, so tests never see each other's points."""
-    return "t_" + re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60]
+    return _unique_name(request)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +13,6 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.security import hash_password
-from carewatch.localstack import PostgreSQL
 from carewatch.settings import Settings
 from devices.db import Database
 from devices.tables import User
@@ -37,27 +33,6 @@ class RecordingProvisioner:
 
     async def restore_device(self, device_id: str, password: str) -> None:
         self.added[device_id] = password
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgreSQL]:
-    # As root the server runs as `postgres`, which must be able to reach its folder.
-    folder = Path(tempfile.mkdtemp(prefix="cw-pg-"))
-    os.chmod(folder, 0o755)
-    server = PostgreSQL(folder / "cluster")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    postgres: PostgreSQL = request.getfixturevalue("postgres")
-    name = "t" + str(abs(hash(request.node.nodeid)) % 10**12)
-    return postgres.create_database(name)
 
 
 PASSWORD = "correct-horse-9"

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Connection
 
-from carewatch.localstack import LocalStackError, PostgreSQL, _postgres_bin
+from carewatch.localstack import PostgreSQL
 from devices.db import Database
 from devices.decode import Decoder
 from devices.models import Reading, StatusChange
@@ -36,31 +34,6 @@ NOW = 1_780_000_000_000  # epoch ms; the decoder checks ts against it
 
 
 # -- fixtures --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgreSQL]:
-    try:
-        _postgres_bin("postgres")
-    except LocalStackError as exc:
-        pytest.skip(str(exc))
-    # As root the server runs as `postgres`, which must be able to reach the folder.
-    folder = Path(tempfile.mkdtemp(prefix="cw-pg-"))
-    os.chmod(folder, 0o755)
-    server = PostgreSQL(folder / "pg")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    server: PostgreSQL = request.getfixturevalue("postgres")
-    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50].lower()
-    return server.create_database(name)
 
 
 @pytest.fixture
@@ -133,9 +106,9 @@ def test_book_marks_touched_devices_and_keeps_the_newest_telemetry() -> None:
 # -- upsert, on SQLite and PostgreSQL ------------------------------------------------
 
 
-def test_flush_upserts_changed_devices(db_url: str) -> None:
+def test_flush_upserts_changed_devices(database_url: str) -> None:
     async def scenario() -> None:
-        db = await migrated(db_url)
+        db = await migrated(database_url)
         try:
             book = DeviceStatusBook()
             sync = DeviceStateSync(book, db)
@@ -209,9 +182,9 @@ def test_flush_upserts_changed_devices(db_url: str) -> None:
     asyncio.run(scenario())
 
 
-def test_flush_writes_in_batches_in_one_transaction(db_url: str) -> None:
+def test_flush_writes_in_batches_in_one_transaction(database_url: str) -> None:
     async def scenario() -> None:
-        db = await migrated(db_url)
+        db = await migrated(database_url)
         statements: list[str] = []
         commits: list[int] = []
 
