@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ApiError
 from api.security import hash_api_key, split_api_key, token_subject
-from carewatch.settings import Settings
 from devices.access import Role, Scope
 from devices.db import Database
 from devices.provisioning import BrokerProvisioner
@@ -22,11 +21,6 @@ from ingest.service import IngestService
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def get_ingest(request: Request) -> IngestService | None:
@@ -56,7 +50,6 @@ async def get_session(
         yield session
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 IngestDep = Annotated[IngestService | None, Depends(get_ingest)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 InfluxDep = Annotated[InfluxClient, Depends(get_influx)]

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from carewatch.localstack import HOST, InfluxDB, Mosquitto
-from tests.helpers import influx_query
+from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
+from tests.helpers import healthy, influx_query, wait_until
 
 
 def make_payloads(folder: Path, devices: int, messages: int, start_ms: int) -> list[Path]:
@@ -155,13 +155,13 @@ def bench_ingest(
             "CAREWATCH_INFLUX_URL": influx.url,
             "CAREWATCH_INFLUX_DATABASE": database,
             "CAREWATCH_STATE_DIR": str(state),
-            "CAREWATCH_HTTP_LISTEN": f"{HOST}:{_free_port()}",
+            "CAREWATCH_HTTP_LISTEN": f"{HOST}:{free_port()}",
             "CAREWATCH_LOG_LEVEL": "WARNING",
         }
     )
     proc = subprocess.Popen([sys.executable, "-m", "carewatch", "ingest"], env=env)
     metrics_url = f"http://{env['CAREWATCH_HTTP_LISTEN']}/healthz"
-    _wait(lambda: _healthy(metrics_url), 30)
+    wait_until(lambda: healthy(env["CAREWATCH_HTTP_LISTEN"]), 30, "the ingester's health check")
     peak = 0.0
     cpu_before = cpu_seconds(proc.pid)
     start, published = publish_all(broker, files, "ingest")
@@ -193,29 +193,6 @@ def bench_ingest(
         "peak_rss_mb": peak,
         "cpu_share": cpu / (end - start),
     }
-
-
-def _free_port() -> int:
-    from carewatch.localstack import free_port
-
-    return free_port()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def _wait(predicate: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise SystemExit("timed out waiting for the ingester")
 
 
 def main() -> int:

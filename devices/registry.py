@@ -410,11 +410,6 @@ async def _open_bindings(
     return (await session.scalars(query)).all()
 
 
-async def current_binding(session: AsyncSession, device_id: str) -> DeviceBinding | None:
-    bindings = await _open_bindings(session, device_id=device_id)
-    return bindings[0] if bindings else None
-
-
 async def bind_device(
     session: AsyncSession,
     scope: Scope,
@@ -512,9 +507,6 @@ class StatusRow:
     community_id: int | None
     offline: bool
     silent: bool
-
-
-STATES: Final = ("offline", "silent", "low_battery", "not_worn", "online")
 
 
 async def device_status(
@@ -624,10 +616,6 @@ async def list_visits(session: AsyncSession, scope: Scope, resident_id: int) -> 
     return (await session.scalars(query)).all()
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 async def due_visits(
     session: AsyncSession,
     scope: Scope,
@@ -648,7 +636,7 @@ async def due_visits(
             .group_by(Visit.resident_id, Visit.need)
         )
     ).all()
-    last = {(rid, need): _aware(at) for rid, need, at in last_rows}
+    last = {(rid, need): at for rid, need, at in last_rows}  # UTC-aware (UTCDateTime)
     due = []
     for resident in residents:
         for need in resident.service_needs or []:
@@ -656,27 +644,11 @@ async def due_visits(
             if period is None:
                 continue
             previous = last.get((resident.id, need))
-            due_at = (
-                (previous or _aware(resident.created_at)) + period
-                if previous
-                else _aware(resident.created_at)
-            )
+            # A new resident is due at once; afterwards one period after the last visit.
+            due_at = previous + period if previous else resident.created_at
             if due_at <= now + horizon:
                 # A new resident is due at once, but overdue only a period later.
                 grace = period if previous is None else timedelta(0)
                 due.append(DueVisit(resident, need, previous, due_at, now > due_at + grace))
     due.sort(key=lambda d: d.due_at)
     return due
-
-
-def scope_of(user: User) -> Scope:
-    return Scope.of(user)
-
-
-__all__ = [
-    "NEED_PERIODS",
-    "STATES",
-    "DueVisit",
-    "RegistryError",
-    "StatusRow",
-]

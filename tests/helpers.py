@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from carewatch.localstack import Mosquitto
 from carewatch.settings import Settings
 from ingest.service import IngestService
 
@@ -38,6 +39,28 @@ def count_by_device(url: str, database: str, measurement: str, field: str) -> di
         url, database, f'SELECT COUNT("{field}") FROM "{measurement}" GROUP BY "device_id"'
     )
     return {s["tags"]["device_id"]: int(s["values"][0][1]) for s in series}
+
+
+def healthy(listen: str) -> bool:
+    """Whether the service at host:port answers /healthz with 200 (subscribed to the broker)."""
+    try:
+        with urllib.request.urlopen(f"http://{listen}/healthz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def stack_settings(
+    broker: Mosquitto, influx_url: str, database: str, state_dir: Path, **overrides: Any
+) -> Settings:
+    """Settings of a service wired to the test's broker and InfluxDB database."""
+    return Settings(
+        mqtt_url=broker.url(),
+        influx_url=influx_url,
+        influx_database=database,
+        state_dir=state_dir,
+        **overrides,
+    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> None:

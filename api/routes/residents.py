@@ -168,8 +168,8 @@ async def telemetry(
     bindings = await registry.bindings_of_resident(session, resident.id, start, end)
     await session.commit()  # no pooled connection held while InfluxDB answers
     for binding in bindings:
-        b_start = max(start, _aware(binding.start))
-        b_end = min(end, _aware(binding.end)) if binding.end else end
+        b_start = max(start, binding.start)
+        b_end = min(end, binding.end) if binding.end else end
         fields = ", ".join(f'mean("{f}") AS "{f}"' for f in VITALS)
         device = binding.device_id.replace("'", "")
         try:
@@ -197,7 +197,3 @@ async def telemetry(
     return TelemetryHistory(
         resident_id=resident.id, start=start, end=end, interval_s=interval, points=points
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
-from carewatch.settings import Settings
 from tests.conftest_types import StartIngest, StartProcess
 from tests.helpers import (
     StreamPublisher,
     assert_nothing_lost,
+    healthy,
+    stack_settings,
     wait_until,
 )
 
@@ -33,15 +33,6 @@ def _env(broker: Mosquitto, influx_url: str, database: str, state: Path) -> dict
     }
 
 
-def _healthy(env: dict[str, str]) -> bool:
-    try:
-        url = f"http://{env['CAREWATCH_HTTP_LISTEN']}/healthz"
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 def _publisher(broker: Mosquitto, prefix: str, rate: float = 500.0) -> StreamPublisher:
     return StreamPublisher(
         HOST, broker.port, "loadgen", broker.loadgen_password, devices=20, rate=rate, prefix=prefix
@@ -59,7 +50,7 @@ def test_sigkill_mid_stream_loses_nothing(
     publisher = _publisher(mosquitto, "k")
     ingest = ingest_process(env)
     # Before its first subscription the broker keeps nothing for the ingester.
-    wait_until(lambda: _healthy(env), 20, "the ingester's subscription")
+    wait_until(lambda: healthy(env["CAREWATCH_HTTP_LISTEN"]), 20, "the ingester's subscription")
     publisher.start()
     for _ in range(3):  # three kills at arbitrary moments while messages flow
         time.sleep(2.5)
@@ -82,11 +73,11 @@ def test_influxdb_down_for_30_s_loses_nothing(
     start_ingest: StartIngest,
 ) -> None:
     influx = own_influxdb  # this test stops and starts it
-    settings = Settings(
-        mqtt_url=mosquitto.url(),
-        influx_url=influx.url,
-        influx_database=database,
-        state_dir=tmp_path / "state",
+    settings = stack_settings(
+        mosquitto,
+        influx.url,
+        database,
+        tmp_path / "state",
         ingest={"batch_size": 200, "retry_attempts": 2, "spool_replay_interval": 0.5},
     )
     ingest = start_ingest(settings)
@@ -120,11 +111,11 @@ def test_broker_restart_mid_stream_loses_nothing(
     tmp_path: Path,
     start_ingest: StartIngest,
 ) -> None:
-    settings = Settings(
-        mqtt_url=mosquitto.url(),
-        influx_url=influxdb.url,
-        influx_database=database,
-        state_dir=tmp_path / "state",
+    settings = stack_settings(
+        mosquitto,
+        influxdb.url,
+        database,
+        tmp_path / "state",
         ingest={"batch_size": 100},
     )
     ingest = start_ingest(settings)

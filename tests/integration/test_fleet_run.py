@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from carewatch.localstack import HOST, InfluxDB, Mosquitto
-from carewatch.settings import MqttTarget, Settings
+from carewatch.settings import MqttTarget
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet, write_manifest
 from simulators.models import FleetConfig
 from simulators.scenarios import parse_spec
 from tests.conftest_types import StartIngest
-from tests.helpers import influx_query, wait_until
+from tests.helpers import influx_query, stack_settings, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,11 +62,11 @@ def test_twenty_devices_for_two_minutes_land_exactly_once(
     mosquitto.add_users((d.device_id, derive_password(fleet.secret, d.device_id)) for d in devices)
     manifest = tmp_path / "devices.csv"
     write_manifest(manifest, devices)
-    settings = Settings(
-        mqtt_url=mosquitto.url(),
-        influx_url=influxdb.url,
-        influx_database=database,
-        state_dir=tmp_path / "state",
+    settings = stack_settings(
+        mosquitto,
+        influxdb.url,
+        database,
+        tmp_path / "state",
         ingest={"devices_file": manifest},
     )
     ingest = start_ingest(settings)

@@ -10,9 +10,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from carewatch.localstack import InfluxDB, Mosquitto
-from carewatch.settings import Settings
 from tests.conftest_types import StartIngest
-from tests.helpers import count_by_device, wait_until
+from tests.helpers import count_by_device, stack_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +33,11 @@ def test_valid_points_land_and_garbage_is_rejected(
     tmp_path: Path,
     start_ingest: StartIngest,
 ) -> None:
-    settings = Settings(
-        mqtt_url=mosquitto.url(),
-        influx_url=influxdb.url,
-        influx_database=database,
-        state_dir=tmp_path / "state",
+    settings = stack_settings(
+        mosquitto,
+        influxdb.url,
+        database,
+        tmp_path / "state",
     )
     ingest = start_ingest(settings)
     assert ingest.service is not None
@@ -86,11 +85,11 @@ def test_status_channel_and_http_endpoints(
 
     from api.main import create_app
 
-    settings = Settings(
-        mqtt_url=mosquitto.url(),
-        influx_url=influxdb.url,
-        influx_database=database,
-        state_dir=tmp_path / "state",
+    settings = stack_settings(
+        mosquitto,
+        influxdb.url,
+        database,
+        tmp_path / "state",
     )
     pub = _publisher(mosquitto)
     # Retained before the ingester exists: it must learn it on subscribing.
