@@ -131,6 +131,10 @@ def test_broker_restart_mid_stream_loses_nothing(
     finally:
         publisher.stop(settle=60)
     landed = assert_nothing_lost(publisher, influxdb.url, database)
-    assert sum(map(len, landed.values())) == publisher.total_acked
+    # A restart can fall between the broker taking a message and its PUBACK
+    # reaching the publisher: then the message lands but is never acked. So
+    # acked <= landed <= sent (checked above), not equality; but only a few.
+    unacked_landed = sum(map(len, landed.values())) - publisher.total_acked
+    assert 0 <= unacked_landed <= 2 * len(publisher.devices)
     assert service.subscriber.connects >= 3
     ingest.stop()
