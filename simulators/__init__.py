@@ -6,9 +6,9 @@ names the fleet. Live parts: `run_fleet` (one MQTT client per device, or shared
 connections) and `run_load` (as fast as the broker acknowledges).
 """
 
+from carewatch.durations import parse_duration
 from simulators.credentials import derive_password
 from simulators.device import DeviceSimulator, build_simulators, iter_payloads, simulate
-from simulators.durations import parse_duration
 from simulators.exceptions import (
     ConfigError,
     DurationError,

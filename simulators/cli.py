@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Final, TextIO
 
+from carewatch.durations import parse_duration
 from carewatch.settings import MqttTarget, Settings
 from simulators import scenarios
-from simulators.durations import parse_duration
 from simulators.exceptions import DurationError, SimulatorError
 from simulators.fleet import run_fleet
 from simulators.load import DEFAULT_MESSAGES, run_load

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from carewatch.durations import DurationError
+
+__all__ = ["ConfigError", "DurationError", "LinkDown", "ScenarioError", "SimulatorError"]
+
 
 class SimulatorError(Exception):
     """Base of every error the simulators raise on purpose."""
-
-
-class DurationError(SimulatorError, ValueError):
-    """A duration text such as `10s` that could not be parsed."""
 
 
 class ScenarioError(SimulatorError, ValueError):

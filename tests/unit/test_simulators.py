@@ -15,12 +15,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from carewatch.durations import format_duration, parse_duration
 from devices.decode import Decoder
 from devices.models import Category, Channel, Kind, Reading
 from simulators import credentials, manifest, scenarios
 from simulators.cli import add_arguments, config_from_args
 from simulators.device import build_simulators, simulate
-from simulators.durations import format_duration, parse_duration
 from simulators.exceptions import (
     ConfigError,
     DurationError,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from simulators.exceptions import DurationError
+
+class DurationError(ValueError):
+    """A duration text such as `10s` that could not be parsed."""
+
 
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

@@ -1,0 +1,162 @@
+"""Per-subject state: small msgspec Structs (a wristband's is about 1 KB) that checkpoint as-is.
+
+`Run` is the one state machine behind every sustained rule: a run of readings
+that meet the trigger (or, once active, the clear condition) for long enough
+flips it. Runs are kept by event time, so readings up to the lateness
+tolerance out of order give the same verdict; a run exists only while a rule
+is pending or active, so a healthy device carries none.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+
+# Resting heart rate 30..150 bpm and SpO2 70..100 %, one bin per unit, in one histogram.
+HR_LOW: Final = 30
+HR_BINS: Final = 121
+SPO2_LOW: Final = 70
+SPO2_BINS: Final = 31
+
+
+class Run(msgspec.Struct, gc=False):
+    active: bool = False
+    start: int = -1  # earliest ts of the current run, -1: no run
+    end: int = -1  # latest ts of the current run
+    reset: int = -1  # latest ts of a reading that broke the run; older ones are ignored
+    since: int = 0  # when the active condition began
+    peak: float = 0.0  # the most extreme value while pending or active
+    level: int = 0  # a graded rule's level (NEWS2: 1 medium, 2 high)
+
+    def observe(self, ts: int, hit: bool, hold_ms: int) -> bool:
+        """Feed one verdict; True when the run has lasted `hold_ms` and the state must flip."""
+        if hit:
+            if ts <= self.reset:
+                return False  # from before the last break
+            if self.start < 0 or ts < self.start:
+                self.start = ts
+            if ts > self.end:
+                self.end = ts
+            return self.end - self.start >= hold_ms
+        if ts > self.reset:
+            self.reset = ts
+            if self.end > ts:
+                # The break arrived late; the hits after it stand, counted from the break.
+                self.start = ts + 1
+            else:
+                self.start = self.end = -1
+        return False
+
+    def flip(self, ts: int) -> None:
+        """Turn active <-> inactive at `ts`; the next phase starts with readings after it."""
+        self.active = not self.active
+        if self.active:
+            self.since = self.start if self.start >= 0 else ts
+        self.start = self.end = -1
+        self.reset = ts
+
+    @property
+    def idle(self) -> bool:
+        return not self.active and self.start < 0
+
+
+class Wristband(msgspec.Struct, gc=False):
+    last_ts: int = -1  # newest device ts
+    last_rx: int = 0  # clock ms of the last message: silence is measured against it
+    online: bool = True  # the status topic's word (power_off counts as offline)
+    offline_since: int = -1  # clock ms of the status `offline`
+    offline_reason: str = ""
+    worn: bool = True
+    not_worn_since: int = -1  # event ts
+    battery: float = -1.0
+    steps: int = -1
+    steps_ts: int = -1
+    moved_ts: int = -1  # event ts of the last step increase
+    at_rest: bool = True
+    hr: float = 0.0
+    hr_ts: int = -1
+    spo2: float = 0.0
+    spo2_ts: int = -1
+    sbp: float = 0.0
+    sbp_ts: int = -1
+    temp: float = 0.0
+    temp_ts: int = -1
+    runs: dict[str, Run] | None = None
+
+
+class Bin(msgspec.Struct, gc=False):
+    last_ts: int = -1
+    last_rx: int = 0
+    online: bool = True
+    offline_since: int = -1
+    offline_reason: str = ""
+    battery: float = -1.0
+    last_deposit_ts: int = -1
+    fills: list[tuple[int, float]] = []  # recent (ts, fill) since the last emptying
+    runs: dict[str, Run] | None = None
+
+
+class Building(msgspec.Struct, gc=False):
+    """Deposits per time bucket over the sorting window: [correct, total] per bucket."""
+
+    buckets: np.ndarray
+    head: int = -1  # bucket number (ts // bucket_ms) of the newest bucket
+    name: str | None = None
+    grid_id: int | None = None
+    runs: dict[str, Run] | None = None
+
+
+class Baseline(msgspec.Struct, gc=False):
+    """A resident's own normal: today's resting histogram and the medians of past days."""
+
+    hist: np.ndarray  # uint16, HR_BINS + SPO2_BINS
+    days: np.ndarray  # float32 (n, 2): daily median resting hr, spo2; NaN: no data
+    day: int = -1  # local day number the histogram is for
+    samples: int = 0
+    head: int = 0  # days written so far (the ring index is head % n)
+    evaluated: int = -1  # clock ms of the last evaluation
+    runs: dict[str, Run] | None = None
+
+    @classmethod
+    def new(cls, days: int) -> Baseline:
+        return cls(
+            hist=np.zeros(HR_BINS + SPO2_BINS, np.uint16),
+            days=np.full((days, 2), np.nan, np.float32),
+        )
+
+
+class Checkpoint(msgspec.Struct):
+    version: int
+    saved_ms: int
+    wristbands: dict[str, Wristband]
+    bins: dict[str, Bin]
+    buildings: dict[str, Building]
+    baselines: dict[str, Baseline]
+
+
+CHECKPOINT_VERSION: Final = 1
+
+
+def _enc(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return [str(obj.dtype), list(obj.shape), obj.tobytes()]
+    msg = f"cannot checkpoint {type(obj).__name__}"
+    raise NotImplementedError(msg)
+
+
+def _dec(kind: type, obj: Any) -> Any:
+    if kind is np.ndarray:
+        dtype, shape, data = obj
+        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    msg = f"cannot restore {kind.__name__}"
+    raise NotImplementedError(msg)
+
+
+encode_checkpoint = msgspec.msgpack.Encoder(enc_hook=_enc).encode
+_decoder = msgspec.msgpack.Decoder(Checkpoint, dec_hook=_dec)
+
+
+def decode_checkpoint(data: bytes) -> Checkpoint:
+    return _decoder.decode(data)
