@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -40,7 +41,32 @@ def _parser() -> argparse.ArgumentParser:
         "admin", help="the registry: migrate, create-user, import-residents, import-devices"
     )
     admin_cli.add_arguments(admin)
+    rules = sub.add_parser(
+        "rules", help="check a rules file (default: CAREWATCH_RULES__FILE) and show what it sets"
+    )
+    rules.add_argument("file", nargs="?", type=Path, help="a rules TOML file")
     return parser
+
+
+def _check_rules(path: Path | None) -> int:
+    from rules.config import RulesError, load_rules
+
+    try:
+        rules = load_rules(path)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    default = rules.default
+    print(f"{rules.source}: valid; time zone {rules.timezone}, lateness {rules.lateness_ms} ms")
+    for t in default.thresholds:
+        op = (">=" if t.inclusive else ">") if t.high else ("<=" if t.inclusive else "<")
+        print(
+            f"  {t.name}: {t.field} {op} {t.limit:g} for {t.hold_ms // 1000} s, "
+            f"clears at {t.clear_at:g} after {t.clear_ms // 1000} s ({t.severity})"
+        )
+    for grid in rules.grids:
+        print(f"  grid {grid}: its own overrides")
+    return 0
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -62,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"carewatch: bad configuration:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if args.command == "rules":
+        return _check_rules(args.file or settings.rules.file)
     if args.command == "simulate":
         from simulators import cli as simulate_cli
 
@@ -76,7 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_until_signal(lambda stop: run_demo(settings, stop))
         return 0
     ingest = args.command in ("run", "ingest")
-    _run_until_signal(lambda stop: run_service(settings, stop, ingest=ingest))
+    from rules.config import RulesError
+
+    try:
+        _run_until_signal(lambda stop: run_service(settings, stop, ingest=ingest))
+    except RulesError as exc:
+        print(f"carewatch: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

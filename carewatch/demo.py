@@ -204,8 +204,9 @@ async def _display(service: IngestService, stop: asyncio.Event) -> None:
     last = (time.monotonic(), m.received, m.written)
     print(
         f"{'time':>8} {'in/s':>7} {'written/s':>9} {'received':>9} {'written':>9} "
-        f"{'rejected':>8} {'spooled':>7} {'online':>6} {'seen':>5}"
+        f"{'rejected':>8} {'spooled':>7} {'online':>6} {'seen':>5} {'findings':>8}"
     )
+    rules = service.rules
     while not stop.is_set():
         await asyncio.sleep(2.0)
         now = (time.monotonic(), m.received, m.written)
@@ -214,7 +215,7 @@ async def _display(service: IngestService, stop: asyncio.Event) -> None:
             f"{time.strftime('%H:%M:%S'):>8} {(now[1] - last[1]) / dt:>7.0f} "
             f"{(now[2] - last[2]) / dt:>9.0f} {m.received:>9} {m.written:>9} "
             f"{m.rejected_total:>8} {m.spool_segments:>7} {m.devices_online:>6} "
-            f"{m.devices_seen:>5}",
+            f"{m.devices_seen:>5} {rules.engine.stats.findings if rules else '-':>8}",
             file=sys.stdout,
             flush=True,
         )

@@ -47,6 +47,22 @@ class IngestTuning(BaseModel):
     )
 
 
+class RulesTuning(BaseModel):
+    """The rule engine in the ingest process: its rules file and its rhythm."""
+
+    enabled: bool = Field(True, description="judge readings as they arrive (ingest and run)")
+    file: Path | None = Field(
+        None, description="rules TOML laid over rules/default.toml; reloaded when it changes"
+    )
+    tick_interval: float = Field(5.0, gt=0, le=60, description="seconds between time checks")
+    checkpoint_interval: float = Field(
+        30.0, gt=0, description="seconds between state checkpoints (and one at stop)"
+    )
+    refresh_interval: float = Field(
+        60.0, gt=0, description="seconds between re-reads of the registry and the rules file"
+    )
+
+
 class Settings(BaseSettings):
     """Everything an operator sets. Build once in an entry point and pass it in."""
 
@@ -73,6 +89,7 @@ class Settings(BaseSettings):
     log_format: str = Field("console", pattern="^(console|json)$")
     log_level: str = "INFO"
     ingest: IngestTuning = Field(default_factory=IngestTuning)
+    rules: RulesTuning = Field(default_factory=RulesTuning)
 
     @field_validator("mqtt_url")
     @classmethod

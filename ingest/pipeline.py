@@ -6,7 +6,10 @@ before that, the broker still holds the message in our persistent session and
 sends it again; the point it makes has the same series and timestamp, so the
 second write changes nothing. Readings also go to downstream consumers (the
 rule engine) through bounded queues; a full queue pauses reading from the
-broker instead of growing memory.
+broker instead of growing memory. A batch is acknowledged only once every
+consumer has also handled its readings (the rule engine makes its findings
+durable before it returns), so a crash makes the broker send them again
+instead of a fall being stored but never judged.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ Item = Reading | StatusChange
 
 
 class ReadingConsumer(Protocol):
-    """What the rule engine implements to see every valid reading and status change."""
+    """What the rule engine implements to see every valid reading and status change.
+
+    `handle` returning means the item is done with: its messages may then be
+    acknowledged to the broker.
+    """
 
     async def handle(self, item: Item) -> None: ...
 
@@ -63,6 +70,8 @@ class _Batch:
     lines: list[str] = field(default_factory=list)
     acks: list[int] = field(default_factory=list)
     messages: int = 0
+    # Per consumer, how many items it must have handled before this batch is acked.
+    marks: tuple[int, ...] = ()
 
 
 class _Downstream:
@@ -77,9 +86,13 @@ class _Downstream:
         self._pressure = pressure
         self._ready = asyncio.Event()
         self.paused = False
+        self.put_count = 0
+        self.done_count = 0
+        self._progress = asyncio.Event()
 
     def put(self, item: Item) -> None:
         self.queue.append(item)
+        self.put_count += 1
         self._ready.set()
         if not self.paused and len(self.queue) >= self.high:
             self.paused = True
@@ -96,10 +109,18 @@ class _Downstream:
                 except Exception:
                     # One faulty consumer must not stop ingest; the reading is in InfluxDB.
                     log.exception("downstream consumer failed on %r", item)
+                self.done_count += 1
+                self._progress.set()
                 if self.paused and len(queue) <= self.high // 2:
                     self.paused = False
                     self._pressure(False)
             self._ready.clear()
+
+    async def caught_up(self, mark: int) -> None:
+        """Return once `mark` items have been handled."""
+        while self.done_count < mark:
+            self._progress.clear()
+            await self._progress.wait()
 
 
 class Ingester:
@@ -204,6 +225,8 @@ class Ingester:
     def _cut(self) -> None:
         batch = self._batch
         if batch.messages:
+            if self._downstream:
+                batch.marks = tuple(d.put_count for d in self._downstream)
             self._full.append(batch)
             self._batch = _Batch(batch.generation)
             self._wakeup.set()
@@ -238,6 +261,8 @@ class Ingester:
                     log.critical("%s; InfluxDB is down too, retrying in 1 s", exc)
                     await asyncio.sleep(1.0)
                     return
+            for downstream, mark in zip(self._downstream, batch.marks, strict=True):
+                await downstream.caught_up(mark)
             self._full.popleft()
             metrics.batches += 1
             if self._flow is not None and batch.acks:

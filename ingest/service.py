@@ -22,21 +22,34 @@ from ingest.spool import Spool
 from ingest.statesync import DeviceStateSync
 from ingest.status import DeviceStatusBook
 from ingest.writer import TelemetryWriter
+from rules.findings import FindingLog, FindingSink
+from rules.service import RuleService
 
 log = logging.getLogger(__name__)
 
 
 class IngestService:
-    """Owns the ingest parts and their tasks; `run` until `stop` is set, then flush."""
+    """Owns the ingest parts and their tasks; `run` until `stop` is set, then flush.
+
+    With `settings.rules.enabled` it also runs the rule engine on every reading
+    (DESIGN.md: one ingest+rules worker); findings go to `<state>/findings.jsonl`
+    and to `finding_sinks`.
+    """
 
     def __init__(
         self,
         settings: Settings,
         consumers: Sequence[ReadingConsumer] = (),
         database: Database | None = None,
+        finding_sinks: Sequence[FindingSink] = (),
     ) -> None:
         tuning = settings.ingest
         self.settings = settings
+        self.rules: RuleService | None = None
+        if settings.rules.enabled:
+            sinks = [FindingLog(settings.state_dir / "findings.jsonl"), *finding_sinks]
+            self.rules = RuleService(settings, sinks, database=database)
+            consumers = (*consumers, self.rules)
         self.metrics = IngestMetrics()
         self.status = DeviceStatusBook()
         # Device state for the API (`device_state`), upserted every 2 s when a database is given.
@@ -101,6 +114,11 @@ class IngestService:
         await self.influx.ensure_database()
         if len(self.spool):
             log.info("found %d spooled batches from an earlier run; replaying", len(self.spool))
+        rules_stop = asyncio.Event()
+        rules_task = None
+        if self.rules is not None:
+            await self.rules.start()
+            rules_task = asyncio.create_task(self.rules.run(rules_stop), name="rules")
         mqtt_stop = asyncio.Event()
         mqtt = asyncio.create_task(self.subscriber.run(mqtt_stop), name="ingest-mqtt")
         tasks = [
@@ -124,6 +142,10 @@ class IngestService:
             finally:
                 mqtt_stop.set()
                 await mqtt
+                if rules_task is not None:
+                    # Every reading read was judged (the flush waited for it): last checkpoint.
+                    rules_stop.set()
+                    await rules_task
                 if sync is not None:
                     # Nothing more is read: the last flush writes the final state (bounded
                     # by DeviceStateSync.timeout); the database stays the caller's to dispose.

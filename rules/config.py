@@ -177,19 +177,25 @@ class WanderingSpec(_Section):
 class BinsSpec(_Section):
     full: float = Field(90, ge=0, le=100)
     full_clear: float = Field(30, ge=0, le=100)
-    predict_hours: float = Field(6.0, ge=0)
-    predict_min_points: int = Field(4, ge=2, le=32)
+    predict_hours: float = Field(4.0, ge=0)
+    predict_clear_hours: float = Field(24.0, ge=0)
+    predict_window: Seconds = Field(86400.0, gt=0)
+    predict_min_span: Seconds = 7200.0
+    predict_min_rise: float = Field(5.0, ge=0, le=100)
     fire: float = 60.0
     fire_clear: float = 50.0
     sorting_target: float = Field(0.85, ge=0, le=1)
     sorting_clear_margin: float = Field(0.03, ge=0, le=1)
     sorting_window: Seconds = 86400.0
-    sorting_min_deposits: int = Field(20, ge=1)
+    sorting_min_deposits: int = Field(50, ge=1)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Self:
         if self.full_clear > self.full or self.fire_clear > self.fire:
             msg = "full_clear and fire_clear must not exceed full and fire (hysteresis)"
+            raise ValueError(msg)
+        if self.predict_clear_hours < self.predict_hours:
+            msg = "predict_clear_hours must not be below predict_hours (hysteresis)"
             raise ValueError(msg)
         return self
 
@@ -329,12 +335,14 @@ class Limits:
         if not vital_limits:
             return self
         moved = tuple(
-            t.moved_to(float(vital_limits[t.name]))
-            if isinstance(vital_limits.get(t.name), int | float)
-            else t
+            t.moved_to(float(vital_limits[t.name])) if _is_number(vital_limits.get(t.name)) else t
             for t in self.thresholds
         )
         return self if moved == self.thresholds else replace(self, thresholds=moved)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,16 +62,24 @@ def partial_news2(
     hr: float | None, spo2: float | None, sbp: float | None, temp: float | None
 ) -> tuple[int, bool]:
     """(total, whether any single parameter scored 3) over the parameters given."""
+    # Spelled out rather than looped over (value, scorer) pairs: this runs for nearly
+    # every wristband reading, and a loop would build those pairs each time.
     total = 0
     red = False
-    for value, score in (
-        (hr, pulse_score),
-        (spo2, spo2_score),
-        (sbp, systolic_score),
-        (temp, temperature_score),
-    ):
-        if value is not None:
-            points = score(value)
-            total += points
-            red = red or points == 3
+    if hr is not None:
+        points = pulse_score(hr)
+        total += points
+        red = points == 3
+    if spo2 is not None:
+        points = spo2_score(spo2)
+        total += points
+        red = red or points == 3
+    if sbp is not None:
+        points = systolic_score(sbp)
+        total += points
+        red = red or points == 3
+    if temp is not None:
+        points = temperature_score(temp)
+        total += points
+        red = red or points == 3
     return total, red

@@ -4,7 +4,14 @@
 that meet the trigger (or, once active, the clear condition) for long enough
 flips it. Runs are kept by event time, so readings up to the lateness
 tolerance out of order give the same verdict; a run exists only while a rule
-is pending or active, so a healthy device carries none.
+is pending or active (or just cleared), so a healthy device carries none.
+
+What a streaming verdict cannot undo: a flip is final, so a break that arrives
+after the reading that completed a run does not take the flip back; and a hit
+that arrives after a newer break no longer counts, so a run that reached its
+hold on exactly that reading does not flip. Both need a reorder right at the
+edge of a condition; conditions that last longer than hold plus tolerance get
+the same verdicts in any order within the tolerance (tests/unit, property test).
 """
 
 from __future__ import annotations
@@ -42,12 +49,27 @@ class Run(msgspec.Struct, gc=False):
             return self.end - self.start >= hold_ms
         if ts > self.reset:
             self.reset = ts
-            if self.end > ts:
-                # The break arrived late; the hits after it stand, counted from the break.
-                self.start = ts + 1
-            else:
+            if self.end < ts:
                 self.start = self.end = -1
+            elif self.start <= ts:
+                # A break arrived late, inside the run: the hits after it stand. Their times
+                # are not kept, so the run counts from just after the break (a bound: it may
+                # flip up to one reading early).
+                self.start = ts + 1
+            # Else the break came before every hit of the run, which stands as it is.
         return False
+
+    def settle(self, ts: int) -> None:
+        """Idle again after a clear at `ts`; a late trigger from before it re-opens nothing."""
+        self.active = False
+        self.start = self.end = -1
+        self.reset = ts
+        self.peak = 0.0
+        self.level = 0
+
+    def restart(self) -> None:
+        """Forget the progress of the current phase (a gap in wearing or reporting)."""
+        self.start = self.end = -1
 
     def flip(self, ts: int) -> None:
         """Turn active <-> inactive at `ts`; the next phase starts with readings after it."""
@@ -70,6 +92,8 @@ class Wristband(msgspec.Struct, gc=False):
     offline_reason: str = ""
     worn: bool = True
     not_worn_since: int = -1  # event ts
+    fall_ts: int = -1  # newest fall event seen: redeliveries, even after a resolve, are no news
+    sos_ts: int = -1
     battery: float = -1.0
     steps: int = -1
     steps_ts: int = -1
@@ -94,7 +118,14 @@ class Bin(msgspec.Struct, gc=False):
     offline_reason: str = ""
     battery: float = -1.0
     last_deposit_ts: int = -1
-    fills: list[tuple[int, float]] = []  # recent (ts, fill) since the last emptying
+    deposits: list[int] = []  # ts of the deposits within the lateness of the newest (duplicates)
+    lid: int = -1  # lid_open last reported since the last jam: 1 open, 0 closed, -1 not yet
+    fill: float = -1.0  # the newest fill reading
+    emptied_ts: int = -1  # when it was last emptied
+    added: float = 0.0  # fill added since first seen: every rise and fall but the emptyings
+    # (ts, added) over the last `predict_window`: 16 points a 15th of it apart (the newest
+    # reading moves the newest point on until it is that far from the one before).
+    pace: list[tuple[int, float]] = []
     runs: dict[str, Run] | None = None
 
 
@@ -111,7 +142,7 @@ class Building(msgspec.Struct, gc=False):
 class Baseline(msgspec.Struct, gc=False):
     """A resident's own normal: today's resting histogram and the medians of past days."""
 
-    hist: np.ndarray  # uint16, HR_BINS + SPO2_BINS
+    hist: np.ndarray  # uint32 (a 1 Hz band fills a uint16 bin in 18 h), HR_BINS + SPO2_BINS
     days: np.ndarray  # float32 (n, 2): daily median resting hr, spo2; NaN: no data
     day: int = -1  # local day number the histogram is for
     samples: int = 0
@@ -122,7 +153,7 @@ class Baseline(msgspec.Struct, gc=False):
     @classmethod
     def new(cls, days: int) -> Baseline:
         return cls(
-            hist=np.zeros(HR_BINS + SPO2_BINS, np.uint16),
+            hist=np.zeros(HR_BINS + SPO2_BINS, np.uint32),
             days=np.full((days, 2), np.nan, np.float32),
         )
 

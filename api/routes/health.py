@@ -27,5 +27,9 @@ async def healthz(ingest: IngestDep) -> JSONResponse:
     response_class=PlainTextResponse,
 )
 async def metrics(ingest: IngestDep) -> Response:
-    text = ingest.metrics.render_prometheus() if ingest is not None else ""
+    text = ""
+    if ingest is not None:
+        text = ingest.metrics.render_prometheus()
+        if ingest.rules is not None:
+            text += ingest.rules.render_prometheus()
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")

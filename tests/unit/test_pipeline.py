@@ -202,6 +202,39 @@ def test_slow_consumer_pauses_reading_and_bounds_the_queue(tmp_path: Path) -> No
     asyncio.run(run())
 
 
+class GatedConsumer:
+    """Handles nothing until `gate` is set: a rule engine making a finding durable."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.items: list[Item] = []
+
+    async def handle(self, item: Item) -> None:
+        await self.gate.wait()
+        self.items.append(item)
+
+
+def test_acks_wait_until_every_consumer_handled_the_batch(tmp_path: Path) -> None:
+    async def run() -> None:
+        sink = RecordingSink()
+        consumer = GatedConsumer()
+        ingester, flow = make(tmp_path, sink, consumers=[consumer])
+        downstream = asyncio.create_task(ingester.run_downstream())
+        ingester.on_publish(*telemetry(1), 1, 1, False)
+        ingester.on_publish(*telemetry(2), 2, 1, False)
+        flush = asyncio.create_task(ingester.flush())
+        await asyncio.sleep(0.05)
+        assert len(sink.lines) == 2  # durable in InfluxDB ...
+        assert flow.acked == []  # ... but not acked while the rules have not seen it
+        consumer.gate.set()
+        await asyncio.wait_for(flush, 5)
+        assert flow.acked == [1, 2]
+        assert len(consumer.items) == 2
+        downstream.cancel()
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("payload", [b"", b"\x00" * 10, b"{" * 3000])
 def test_garbage_never_escapes(tmp_path: Path, payload: bytes) -> None:
     async def run() -> None:

@@ -1,0 +1,252 @@
+"""The rule engine at work in the ingest process: fed, ticked, checkpointed, reloaded.
+
+`RuleService` is the ingester's `ReadingConsumer`. `handle` feeds one reading
+and, when that produced findings, returns only after the sinks took them: the
+ingester acknowledges a message to the broker after that, so a crash between
+a fall arriving and its finding being recorded makes the broker send the fall
+again (the engine drops the repeat if it already had it).
+
+State is checkpointed to `<state>/rules/checkpoint.msgpack` every
+`checkpoint_interval` and at stop, and restored at start, so a sustained
+condition keeps its clock and a latched fall stays latched across deploys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from carewatch.settings import Settings
+from devices.db import Database
+from devices.directory import load_devices_csv
+from devices.models import Reading, StatusChange
+from rules.config import RulesError, RuleSet, load_rules
+from rules.context import (
+    Profile,
+    build_contexts,
+    load_registry_profiles,
+    profiles_from_directory,
+)
+from rules.engine import RuleEngine
+from rules.findings import Finding, FindingSink
+
+log = logging.getLogger(__name__)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class RuleService:
+    """Owns a RuleEngine for this worker's devices and the tasks that keep it current."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[FindingSink],
+        *,
+        database: Database | None = None,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        tuning = settings.rules
+        self.tuning = tuning
+        self.rules_file = tuning.file
+        self.rules = load_rules(tuning.file)  # a bad file stops the start, with its errors
+        self._rules_mtime = _mtime(tuning.file)
+        self.sinks = list(sinks)
+        self.database = database
+        self.clock = clock
+        self.engine = RuleEngine(self.rules, clock)
+        self.checkpoint_path = settings.state_dir / "rules" / "checkpoint.msgpack"
+        self._profiles: dict[str, Profile] = {}
+        devices_file = settings.ingest.devices_file
+        if devices_file is not None:
+            self._profiles = profiles_from_directory(load_devices_csv(devices_file))
+            self.engine.set_contexts(build_contexts(self._profiles, self.rules))
+        self.published = 0
+        self.sink_errors = 0
+        self.checkpoints = 0
+        self.reloads = 0
+
+    # -- the ingester's consumer ---------------------------------------------------
+
+    async def handle(self, item: Reading | StatusChange) -> None:
+        engine = self.engine
+        engine.feed(item)
+        if engine.pending:
+            await self.publish(engine.take())
+
+    async def publish(self, findings: list[Finding]) -> None:
+        """Give findings to every sink; a failing sink is retried until it takes them."""
+        delay = 0.2
+        for sink in self.sinks:
+            while True:
+                try:
+                    await sink.publish(findings)
+                    break
+                except Exception:
+                    # Holding the reading back (unacknowledged) beats losing a fall.
+                    self.sink_errors += 1
+                    log.exception("a finding sink failed; retrying in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        self.published += len(findings)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore the checkpoint and read the registry; before the first reading arrives."""
+        self.restore()
+        await self.refresh_context()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick, checkpoint and refresh until `stop`; then a last tick and checkpoint."""
+        tuning = self.tuning
+        last_checkpoint = last_refresh = time.monotonic()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), tuning.tick_interval)
+                await self.tick()
+                now = time.monotonic()
+                if now - last_refresh >= tuning.refresh_interval:
+                    last_refresh = now
+                    self.reload_if_changed()
+                    await self.refresh_context()
+                if now - last_checkpoint >= tuning.checkpoint_interval:
+                    last_checkpoint = now
+                    self.checkpoint()
+        finally:
+            self.checkpoint()
+
+    async def tick(self) -> None:
+        self.engine.tick(self.clock())
+        if self.engine.pending:
+            await self.publish(self.engine.take())
+
+    async def resolve(self, device_id: str, rule: str) -> bool:
+        """A person resolved a latched finding (fall, SOS); its clearing finding is published."""
+        resolved = self.engine.resolve(device_id, rule, self.clock())
+        if self.engine.pending:
+            await self.publish(self.engine.take())
+        return resolved
+
+    # -- registry and rules file ------------------------------------------------------
+
+    async def refresh_context(self) -> None:
+        if self.database is None:
+            return
+        try:
+            profiles = await load_registry_profiles(self.database)
+        except Exception:
+            log.exception("could not read device context from the registry; keeping the last")
+            return
+        self._profiles = profiles
+        self.engine.set_contexts(build_contexts(profiles, self.rules))
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the rules file when it changed; a bad file is reported and the old rules stay."""
+        mtime = _mtime(self.rules_file)
+        if mtime == self._rules_mtime:
+            return False
+        self._rules_mtime = mtime
+        try:
+            rules = load_rules(self.rules_file)
+        except RulesError as exc:
+            log.error("%s\nkeeping the rules in force", exc)
+            return False
+        self.apply_rules(rules)
+        log.info("rules reloaded from %s", self.rules_file)
+        return True
+
+    def apply_rules(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.engine.set_rules(rules, build_contexts(self._profiles, rules))
+        self.reloads += 1
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Write the engine state atomically: a crash mid-write leaves the previous one."""
+        path = self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.engine.snapshot()
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+        self.checkpoints += 1
+
+    def restore(self) -> bool:
+        path = self.checkpoint_path
+        if not path.exists():
+            return False
+        try:
+            self.engine.restore(path.read_bytes())
+        except Exception as exc:
+            # Starting blank loses sustained clocks but never blocks ingest; keep the file.
+            bad = path.with_suffix(".bad")
+            path.replace(bad)
+            log.error(
+                "the rules checkpoint %s is unreadable (%s); kept as %s, starting fresh",
+                path,
+                exc,
+                bad,
+            )
+            return False
+        engine = self.engine
+        log.info(
+            "rules state restored: %d wristbands, %d bins, %d buildings, %d baselines",
+            len(engine.wristbands),
+            len(engine.bins),
+            len(engine.buildings),
+            len(engine.baselines),
+        )
+        return True
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def render_prometheus(self) -> str:
+        stats = self.engine.stats
+        out: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, value: float) -> None:
+            full = f"carewatch_rules_{name}"
+            out.extend((f"# HELP {full} {help_}", f"# TYPE {full} {kind}", f"{full} {value}"))
+
+        metric("readings_total", "counter", "Readings judged.", stats.readings)
+        metric("late_total", "counter", "Readings older than the lateness tolerance.", stats.late)
+        metric("duplicates_total", "counter", "Repeated events dropped.", stats.duplicates)
+        metric(
+            "inhibited_total", "counter", "Readings whose vitals were not judged.", stats.inhibited
+        )
+        metric(
+            "sink_errors_total", "counter", "Failed attempts to hand findings on.", self.sink_errors
+        )
+        metric(
+            "devices",
+            "gauge",
+            "Devices with rule state in this worker.",
+            len(self.engine.wristbands) + len(self.engine.bins),
+        )
+        out.append("# HELP carewatch_rules_findings_total Findings produced, by rule.")
+        out.append("# TYPE carewatch_rules_findings_total counter")
+        for rule, count in sorted(stats.by_rule.items()):
+            out.append(f'carewatch_rules_findings_total{{rule="{rule}"}} {count}')
+        return "\n".join(out) + "\n"
+
+
+def _mtime(path: Path | None) -> float | None:
+    if path is None:
+        return None
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
