@@ -1,4 +1,4 @@
-"""Rule-engine throughput and state memory on the recorded day (`rules/replay.py`).
+"""Rule-engine throughput and state memory on the recorded day (`simulators/replay.py`).
 
 Replays a deterministic simulated day through one `RuleEngine` on one core,
 its clock the readings' own ts and a tick every simulated 30 s, and prints:
@@ -32,7 +32,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rules.engine import RuleEngine
-from rules.replay import (
+from rules.state import (
+    CHECKPOINT_VERSION,
+    Checkpoint,
+    decode_checkpoint,
+    encode_checkpoint,
+)
+from simulators.replay import (
     SEED,
     DayPlan,
     Replayed,
@@ -42,12 +48,6 @@ from rules.replay import (
     replay,
     score,
     usual_vitals,
-)
-from rules.state import (
-    CHECKPOINT_VERSION,
-    Checkpoint,
-    decode_checkpoint,
-    encode_checkpoint,
 )
 
 

@@ -1,6 +1,6 @@
 """The recorded day of issue 4: a simulated fleet with known incidents, replayed through the rules.
 
-`rules.replay` scripts a day (local midnight to midnight) of 1,000 wristbands
+`simulators.replay` scripts a day (local midnight to midnight) of 1,000 wristbands
 and 100 bins at a 60 s interval with 54 incidents across every scenario,
 replays it through one `RuleEngine` (clock = the readings' ts, a tick every
 simulated 30 s) and matches the opening findings to the incidents. No broker
@@ -40,7 +40,9 @@ from pathlib import Path
 import pytest
 
 from rules.findings import Finding, Severity, SubjectKind
-from rules.replay import (
+from simulators.manifest import build_fleet
+from simulators.models import Scenario
+from simulators.replay import (
     DayPlan,
     ReplayReport,
     describe,
@@ -53,8 +55,6 @@ from rules.replay import (
     score,
     usual_vitals,
 )
-from simulators.manifest import build_fleet
-from simulators.models import Scenario
 
 # False openings allowed per rule on the full day (anything not listed: 0).
 FULL_DAY_BUDGET = {"bin_full": 3, "sorting_accuracy": 4, "bin_full_soon": 25}

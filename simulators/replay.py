@@ -1,7 +1,7 @@
 """A recorded day: a deterministic simulated fleet with known incidents, replayed and scored.
 
 `DayPlan` scripts a day of 1,000 wristbands and 100 bins (60 s interval, fixed
-seed, from a local midnight) with 53 incidents across every scenario.
+seed, from a local midnight) with 54 incidents across every scenario.
 `record` generates its messages once (cached as gzipped lines, keyed by the
 plan and the simulators' source), `replay` feeds them through a `RuleEngine`
 whose clock is the readings' own ts, ticking every simulated 30 s, and `score`
