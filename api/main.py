@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from alerts.service import AlertService
 from api import errors
-from api.routes import auth, devices, health, org, residents
+from api.routes import alerts as alert_routes
+from api.routes import auth, devices, health, links, notices, org, residents
 from api.security import load_or_create_secret
 from carewatch.settings import Settings
 from devices.db import Database
@@ -30,6 +32,7 @@ def create_app(
     provisioner: BrokerProvisioner,
     influx: InfluxClient | None = None,
     ingest: IngestService | None = None,
+    alerts: AlertService | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="CareWatch",
@@ -45,10 +48,14 @@ def create_app(
         settings.influx_url, settings.influx_database, settings.influx_token
     )
     app.state.secret_key = settings.secret_key or load_or_create_secret(settings.state_dir)
+    # In an API-only process the alert verbs work on the shared database; the dispatcher of
+    # the ingest process sends what they queue.
+    app.state.alerts = alerts or AlertService(settings, database)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(links.router)  # ack links: no login, outside the OpenAPI document
     v1 = APIRouter(prefix="/api/v1")
-    for module in (auth, org, residents, devices):
+    for module in (auth, org, residents, devices, alert_routes, notices):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

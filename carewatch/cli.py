@@ -104,11 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_until_signal(lambda stop: run_demo(settings, stop))
         return 0
     ingest = args.command in ("run", "ingest")
+    from alerts.service import ChannelConfigError
     from rules.config import RulesError
 
     try:
         _run_until_signal(lambda stop: run_service(settings, stop, ingest=ingest))
-    except RulesError as exc:
+    except (RulesError, ChannelConfigError) as exc:
         print(f"carewatch: {exc}", file=sys.stderr)
         return 2
     return 0

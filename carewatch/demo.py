@@ -3,14 +3,17 @@
 Starts Mosquitto and InfluxDB from Debian's binaries under `$CAREWATCH_STATE_DIR/demo`
 (bound to 127.0.0.1), the service (ingest and API) in this process, and a simulated
 fleet of 50 wristbands and 10 bins, each its own MQTT client with its own password.
-Every two seconds it prints the message rates, rejects and devices online.
-Ctrl-C stops everything it started.
+Every two seconds it prints the message rates, rejects, devices online and
+findings. Notifications go to a small local inbox standing in for the SMS and
+WeChat providers, which prints each message as a family member or grid worker
+would receive it. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import sys
 import time
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from alerts.service import AlertService
 from api.security import hash_password
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from carewatch.runtime import serve
@@ -45,6 +49,13 @@ SCENARIOS = (
     "bin_overflow@b0002+2m",
     "silent@w0011+1m-2m",
 )
+
+
+def _resident_name(number: int) -> str:
+    """A plausible name for a simulated resident: surname, then a given name of that generation."""
+    surnames = "张王李赵刘陈杨黄周吴徐孙马朱胡郭何高林罗"
+    given = ("建国", "秀英", "德明", "桂兰", "志强", "玉珍", "保华", "淑芬")
+    return surnames[number % len(surnames)] + given[number % len(given)]
 
 
 def _port(preferred: int) -> int:
@@ -100,14 +111,31 @@ async def _register_fleet(database: Database, devices: list[DeviceSpec]) -> None
             )
         )
         await session.commit()
-        community = await registry.create_community(session, scope, name="幸福社区")
+        community = await registry.create_community(
+            session, scope, name="幸福社区", duty_phone="13900009999"
+        )
         grids: dict[str, int] = {}
         buildings: dict[str, int] = {}
         for spec in devices:
             entry = spec.entry
             if entry.grid not in grids:
+                number = len(grids) + 1
+                worker = User(
+                    username=f"worker{number}",
+                    full_name=f"{'王李赵钱孙周吴郑'[number % 8]}芳",
+                    role="grid_worker",
+                    phone=f"1390000{number:04d}",
+                    wechat=f"worker{number}",
+                    password_hash=hash_password(DEMO_PASSWORD),
+                )
+                session.add(worker)
+                await session.commit()
                 grid = await registry.create_grid(
-                    session, scope, community_id=community.id, name=entry.grid
+                    session,
+                    scope,
+                    community_id=community.id,
+                    name=entry.grid,
+                    worker_ids=[worker.id],
                 )
                 grids[entry.grid] = grid.id
             if entry.building not in buildings:
@@ -130,10 +158,22 @@ async def _register_fleet(database: Database, devices: list[DeviceSpec]) -> None
                     {
                         "grid_id": grids[entry.grid],
                         "building_id": buildings[entry.building],
-                        "name": f"居民{spec.name[1:]}",
+                        "name": _resident_name(int(spec.name[1:])),
                         "birth_year": 1940,
+                        "gender": "女" if int(spec.name[1:]) % 2 else "男",
+                        "unit": "1单元",
+                        "room": f"{100 + int(spec.name[1:])}",
                         "service_needs": ["daily_check"],
                         "tags": ["lives-alone"],
+                        "contacts": [
+                            {
+                                "name": f"家属{spec.name[1:]}",
+                                "relation": "子女",
+                                "phone": f"1380000{int(spec.name[1:]):04d}",
+                                "wechat": f"family{spec.name[1:]}",
+                                "channels": ["wechat", "sms"],
+                            }
+                        ],
                     },
                 )
                 await registry.bind_device(session, scope, entry.device_id, resident_id=resident.id)
@@ -147,6 +187,38 @@ async def _register_fleet(database: Database, devices: list[DeviceSpec]) -> None
                 )
 
 
+async def _inbox() -> tuple[asyncio.Server, int]:
+    """A stand-in for the SMS and WeChat providers: prints each message it is given."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            path = lines[0].split(" ")[1]
+            length = next(
+                (
+                    int(v)
+                    for k, _, v in (h.partition(":") for h in lines[1:])
+                    if k.lower() == "content-length"
+                ),
+                0,
+            )
+            body = json.loads(await reader.readexactly(length)) if length else {}
+            channel, to = [*path.strip("/").split("/", 1), ""][:2]
+            shown = to[:3] + "****" + to[-4:] if channel == "sms" and len(to) >= 11 else to
+            print(f"  >> {channel} to {shown}: {body.get('message', '')}", flush=True)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ValueError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, port
+
+
 async def _run(
     settings: Settings,
     stop: asyncio.Event,
@@ -157,6 +229,7 @@ async def _run(
     manifest: Path,
     devices: list[DeviceSpec],
 ) -> None:
+    inbox, inbox_port = await _inbox()
     service_settings = settings.model_copy(
         update={
             "mqtt_url": broker.url(),
@@ -165,13 +238,24 @@ async def _run(
             "state_dir": root / "state",
             "http_listen": f"{HOST}:{_port(settings.http_host_port[1])}",
             "ingest": settings.ingest.model_copy(update={"devices_file": manifest}),
+            "alerts": settings.alerts.model_copy(
+                update={
+                    "sms_url": f"json://{HOST}:{inbox_port}/sms/{{phone}}",
+                    "wechat_url": f"json://{HOST}:{inbox_port}/wechat/{{wechat}}",
+                }
+            ),
         }
     )
     database = Database(service_settings.database_url_resolved)
     await database.migrate()
     await _register_fleet(database, devices)
-    service = IngestService(service_settings, database=database)
-    server = asyncio.create_task(serve(service_settings, stop, database=database, service=service))
+    alerts = AlertService(service_settings, database)
+    service = IngestService(service_settings, database=database, finding_sinks=[alerts])
+    if service.rules is not None:
+        alerts.unlatch = service.rules.resolve
+    server = asyncio.create_task(
+        serve(service_settings, stop, database=database, service=service, alerts=alerts)
+    )
     await asyncio.sleep(1.0)
     print(
         f"service on http://{service_settings.http_listen} (/docs, /metrics, /healthz); "
@@ -191,6 +275,7 @@ async def _run(
         await asyncio.wait_for(sim, 30)
     display.cancel()
     await server
+    inbox.close()
     await database.dispose()
 
 

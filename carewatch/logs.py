@@ -76,4 +76,6 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # httpx logs every request at INFO: far too much at thousands of batches.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Chatty at INFO about routine work (each request, each notification, each migration step).
+    for name in ("httpx", "apprise", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -11,10 +11,12 @@ from typing import Any
 
 import uvicorn
 
+from alerts.service import AlertService
 from api.main import create_app
 from carewatch.settings import MqttTarget, Settings
 from devices.db import Database
 from devices.provisioning import BrokerProvisioner, DynsecProvisioner, ProvisioningError
+from ingest.influx import InfluxClient
 from ingest.service import IngestService
 
 log = logging.getLogger("carewatch")
@@ -59,10 +61,23 @@ async def run_service(settings: Settings, stop: asyncio.Event, *, ingest: bool) 
     """`carewatch run` / `ingest` / `api`: the registry, then ingest (when asked) and the API."""
     database = Database(settings.database_url_resolved)
     await database.migrate()
+    alerts: AlertService | None = None
     try:
-        service = IngestService(settings, database=database) if ingest else None
-        await serve(settings, stop, database=database, service=service)
+        if settings.alerts.enabled:
+            charts = InfluxClient(
+                settings.influx_url, settings.influx_database, settings.influx_token
+            )
+            alerts = AlertService(settings, database, influx=charts)
+        service = None
+        if ingest:
+            sinks = [alerts] if alerts is not None else []
+            service = IngestService(settings, database=database, finding_sinks=sinks)
+            if alerts is not None and service.rules is not None:
+                alerts.unlatch = service.rules.resolve
+        await serve(settings, stop, database=database, service=service, alerts=alerts)
     finally:
+        if alerts is not None and alerts.influx is not None:
+            await alerts.influx.aclose()
         await database.dispose()
 
 
@@ -72,11 +87,16 @@ async def serve(
     *,
     database: Database,
     service: IngestService | None = None,
+    alerts: AlertService | None = None,
 ) -> None:
     """Serve the API (and run `service` when given) until `stop` is set; then stop both cleanly."""
     host, port = settings.http_host_port
     app = create_app(
-        settings, database=database, provisioner=provisioner_for(settings), ingest=service
+        settings,
+        database=database,
+        provisioner=provisioner_for(settings),
+        ingest=service,
+        alerts=alerts,
     )
     server = Server(
         uvicorn.Config(
@@ -102,6 +122,10 @@ async def serve(
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(http(), name="http")]
     if service is not None:
         tasks.append(asyncio.create_task(service.run(stop), name="ingest"))
+        if alerts is not None:
+            # The dispatcher runs where the findings arrive: one per ingest worker; the
+            # database's claims keep two workers from sending the same message.
+            tasks.append(asyncio.create_task(alerts.run(stop), name="alerts"))
     log.info("listening on http://%s:%d (metrics at /metrics, health at /healthz)", host, port)
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)

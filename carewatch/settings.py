@@ -63,6 +63,47 @@ class RulesTuning(BaseModel):
     )
 
 
+class AlertsTuning(BaseModel):
+    """Who hears of an alert, by which channel, and how it climbs when nobody answers."""
+
+    enabled: bool = Field(True, description="turn findings into alerts and send notifications")
+    sms_url: str | None = Field(
+        None,
+        description="apprise URL for SMS with a {phone} placeholder, e.g. "
+        "aliyunsms://KEY:SECRET@签名/SMS_123/{phone}; unset: no SMS",
+    )
+    wechat_url: str | None = Field(
+        None,
+        description="apprise URL for a WeChat target with a {wechat} placeholder (e.g. a WeCom "
+        "app user); a person's WeChat target that is itself a URL (wecombot://...) is used as is",
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="where people reach the API: the base of ack links"
+    )
+    critical_escalate_after: float = Field(300.0, gt=0, description="seconds before a rung up")
+    warning_escalate_after: float = Field(1800.0, gt=0)
+    reminder_max: float = Field(7200.0, gt=0, description="longest gap between reminders")
+    quiet_hours: str = Field(
+        "22:00-07:00", description="non-critical notifications wait for the end of these"
+    )
+    group_window: float = Field(
+        1800.0,
+        ge=0,
+        description="seconds in which another rule of the same resident joins its alert",
+    )
+    flap_window: float = Field(3600.0, ge=0, description="a cleared alert back within this reopens")
+    flap_count: int = Field(3, ge=1, description="reopenings in the window that mark it flapping")
+    retry_attempts: int = Field(3, ge=1, description="tries on one channel before the next one")
+    retry_backoff: float = Field(2.0, gt=0, description="first retry delay, doubled each time")
+    link_lifetime: float = Field(86400.0, gt=0, description="seconds an ack link stays valid")
+    language: str = Field("zh", pattern="^(zh|en)$")
+    timezone: str = "Asia/Shanghai"
+    dispatch_interval: float = Field(0.5, gt=0, le=10)
+    digest_at: str = Field(
+        "08:00", description="local time of the daily digest of information-level findings"
+    )
+
+
 class Settings(BaseSettings):
     """Everything an operator sets. Build once in an entry point and pass it in."""
 
@@ -90,6 +131,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     ingest: IngestTuning = Field(default_factory=IngestTuning)
     rules: RulesTuning = Field(default_factory=RulesTuning)
+    alerts: AlertsTuning = Field(default_factory=AlertsTuning)
 
     @field_validator("mqtt_url")
     @classmethod

@@ -14,6 +14,7 @@ import pytest
 
 from carewatch.localstack import InfluxDB, Mosquitto, PostgreSQL
 from carewatch.settings import Settings
+from tests.conftest_types import StartIngest
 from tests.helpers import IngestProcess, ThreadedIngest
 
 
@@ -50,12 +51,12 @@ def own_influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
 
 
 @pytest.fixture
-def start_ingest() -> Iterator[Callable[[Settings], ThreadedIngest]]:
+def start_ingest() -> Iterator[StartIngest]:
     """Start the ingest service in a thread; whatever a test leaves running is stopped after it."""
     started: list[ThreadedIngest] = []
 
-    def start(settings: Settings) -> ThreadedIngest:
-        ingest = ThreadedIngest(settings).start()
+    def start(settings: Settings, *, with_alerts: bool = False) -> ThreadedIngest:
+        ingest = ThreadedIngest(settings, with_alerts=with_alerts).start()
         started.append(ingest)
         return ingest
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from carewatch.settings import Settings
 from tests.helpers import IngestProcess, ThreadedIngest
 
-StartIngest = Callable[[Settings], ThreadedIngest]
+
+class StartIngest(Protocol):
+    def __call__(self, settings: Settings, *, with_alerts: bool = False) -> ThreadedIngest: ...
+
+
 StartProcess = Callable[[dict[str, str]], IngestProcess]

@@ -15,11 +15,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carewatch.localstack import Mosquitto
 from carewatch.settings import Settings
 from ingest.service import IngestService
+
+if TYPE_CHECKING:
+    from alerts.service import AlertService
 
 
 def influx_query(url: str, database: str, q: str) -> list[dict[str, Any]]:
@@ -75,10 +78,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: f
 class ThreadedIngest:
     """The ingest service on its own event loop in a thread, for tests that look inside it."""
 
-    def __init__(self, settings: Settings, *, with_registry: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, with_registry: bool = False, with_alerts: bool = False
+    ) -> None:
         self.settings = settings
-        self.with_registry = with_registry
+        self.with_registry = with_registry or with_alerts
+        self.with_alerts = with_alerts
         self.service: IngestService | None = None
+        self.alerts: AlertService | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -101,10 +108,22 @@ class ThreadedIngest:
 
                 database = Database(self.settings.database_url_resolved)
                 await database.migrate()
-            self.service = IngestService(self.settings, database=database)
+            sinks: list[AlertService] = []
+            if self.with_alerts:
+                from alerts.service import AlertService
+
+                assert database is not None
+                self.alerts = AlertService(self.settings, database)
+                sinks.append(self.alerts)
+            self.service = IngestService(self.settings, database=database, finding_sinks=sinks)
+            if self.alerts is not None and self.service.rules is not None:
+                self.alerts.unlatch = self.service.rules.resolve
             self._ready.set()
             try:
-                await self.service.run(self._stop)
+                parts = [self.service.run(self._stop)]
+                if self.alerts is not None:
+                    parts.append(self.alerts.run(self._stop))
+                await asyncio.gather(*parts)
             finally:
                 if database is not None:
                     await database.dispose()

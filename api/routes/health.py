@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from api.deps import IngestDep
@@ -26,10 +26,13 @@ async def healthz(ingest: IngestDep) -> JSONResponse:
     summary="Counters in the Prometheus text format",
     response_class=PlainTextResponse,
 )
-async def metrics(ingest: IngestDep) -> Response:
+async def metrics(ingest: IngestDep, request: Request) -> Response:
     text = ""
     if ingest is not None:
         text = ingest.metrics.render_prometheus()
         if ingest.rules is not None:
             text += ingest.rules.render_prometheus()
+    alerts = request.app.state.alerts
+    if alerts is not None:
+        text += alerts.render_prometheus()
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -9,6 +9,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
+import alerts.tables  # noqa: F401  (the alert tables share the registry's metadata)
 from devices.tables import Base
 
 config = context.config

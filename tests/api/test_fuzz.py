@@ -49,6 +49,7 @@ from schemathesis.generation.case import Case
 from schemathesis.schemas import APIOperation
 
 from devices.tables import DeviceState
+from rules.findings import Finding, Severity, SubjectKind
 from tests.api.conftest import PASSWORD, Api
 
 AnyCase = Case[Any]
@@ -62,7 +63,9 @@ WORKER_EXAMPLES: Final = 10  # per operation as `wang` (and half as many negativ
 MIN_CALLS: Final = 1_000  # a run makes about 1,250; far fewer means generation broke
 BASE_URL: Final = "http://testserver"
 # Ids past PostgreSQL's integer and past SQLite's (and bigint's): also named, now and then.
-INTEGER_IDS: Final = frozenset({"resident_id", "key_id", "grid_id", "community_id", "offset"})
+INTEGER_IDS: Final = frozenset(
+    {"resident_id", "key_id", "grid_id", "community_id", "offset", "alert_id", "notice_id"}
+)
 EDGE_INTEGERS: Final = (2**31, 2**63)
 ERROR_BODY: Final = {"$ref": "#/components/schemas/ErrorBody"}
 
@@ -93,6 +96,16 @@ WORKER_OPERATIONS: Final = frozenset(
         "GET /api/v1/devices/{device_id}/bindings",
         "POST /api/v1/devices/{device_id}/restore",
         "GET /api/v1/status/devices",
+        "GET /api/v1/alerts",
+        "GET /api/v1/alerts/{alert_id}",
+        "POST /api/v1/alerts/{alert_id}/ack",
+        "POST /api/v1/alerts/{alert_id}/resolve",
+        "POST /api/v1/alerts/{alert_id}/comments",
+        "GET /api/v1/alerts/stats/response-times",
+        "POST /api/v1/notices",
+        "GET /api/v1/notices",
+        "GET /api/v1/notices/{notice_id}",
+        "POST /api/v1/notices/{notice_id}/checks/{resident_id}",
     }
 )
 
@@ -242,6 +255,8 @@ class Seeded:
     device_ids: list[str]
     key_ids: list[int]
     body_ids: dict[str, list[Any]]  # request body fields naming records, and values that exist
+    alert_ids: list[int] = field(default_factory=list)
+    notice_ids: list[int] = field(default_factory=list)
 
 
 RESIDENT: Final[dict[str, Any]] = {
@@ -329,6 +344,15 @@ def seed(api: Api) -> Seeded:
             await session.commit()
 
     api.client.portal.call(store)  # type: ignore[union-attr]
+    alert_ids = seed_alerts(api, residents, now)
+    response = api.request(
+        "admin",
+        "POST",
+        "/notices",
+        json={"title": "暴雨预警", "text": "请确认", "tags": ["lives-alone"]},
+    )
+    assert response.status_code == 201, response.text
+    notice_ids = [response.json()["id"]]
     body_ids: dict[str, list[Any]] = {
         "grid_id": [api.ids["grid_a"], api.ids["grid_b"]],
         "community_id": [api.ids["community"], api.ids["other_community"]],
@@ -336,11 +360,50 @@ def seed(api: Api) -> Seeded:
         "building_id": [api.ids["building_a"]],
         "supervisor_id": [api.ids["zhao"]],
         "worker_ids": [[], [api.ids["wang"]], [api.ids["wang"], api.ids["li"]], [2**63]],
+        # An area notice's area: places that exist, a tag the seeded residents carry.
+        "grid_ids": [[api.ids["grid_a"]], [api.ids["grid_a"], api.ids["grid_b"]], [2**63]],
+        "building_ids": [[api.ids["building_a"]], [2**63]],
+        "tags": [["lives-alone"], ["low-lying", "lives-alone"]],
     }
     for name, pool in body_ids.items():
-        if name != "worker_ids":
+        if name not in ("worker_ids", "grid_ids", "building_ids", "tags"):
             pool.append(2**63)
-    return Seeded(residents, devices, keys, body_ids)
+    return Seeded(residents, devices, keys, body_ids, alert_ids, notice_ids)
+
+
+def seed_alerts(api: Api, residents: list[int], now_ms: int) -> list[int]:
+    """A fall and an SOS per resident (critical, so they notify at once), one more on a bin."""
+    service = api.client.app.state.alerts  # type: ignore[attr-defined]
+    findings = [
+        Finding(
+            rule=rule,
+            subject_kind=SubjectKind.WRISTBAND,
+            subject=f"w{resident:04d}",
+            active=True,
+            severity=Severity.CRITICAL,
+            ts=now_ms,
+            since=now_ms,
+            resident_id=resident,
+        )
+        for resident in residents
+        for rule in ("fall", "sos")
+    ]
+    findings.append(
+        Finding(
+            rule="bin_full",
+            subject_kind=SubjectKind.BIN,
+            subject="b0001",
+            active=True,
+            severity=Severity.WARNING,
+            ts=now_ms,
+            since=now_ms,
+            grid_id=api.ids["grid_a"],
+        )
+    )
+    api.client.portal.call(service.publish, findings)  # type: ignore[union-attr]
+    listed = api.request("admin", "GET", "/alerts", params={"limit": 100}).json()
+    assert listed["count"] == len(findings), listed
+    return [a["id"] for a in listed["data"]]
 
 
 def pins(op: Operation, seeded: Seeded) -> list[dict[str, Any]]:
@@ -355,6 +418,16 @@ def pins(op: Operation, seeded: Seeded) -> list[dict[str, Any]]:
             {"path_parameters": {"resident_id": rid}, "query": {"start": start}}
             for rid in seeded.resident_ids[:2]
         ]
+    elif "notice_id" in names:
+        fixed += [
+            {"path_parameters": {"notice_id": nid, "resident_id": rid}}
+            if "resident_id" in names
+            else {"path_parameters": {"notice_id": nid}}
+            for nid in seeded.notice_ids
+            for rid in seeded.resident_ids
+        ]
+    elif "alert_id" in names:
+        fixed += [{"path_parameters": {"alert_id": aid}} for aid in seeded.alert_ids]
     elif "resident_id" in names:
         fixed += [{"path_parameters": {"resident_id": rid}} for rid in seeded.resident_ids]
     elif "device_id" in names:

@@ -1,0 +1,1 @@
+"""Alerts: findings become alerts; alerts reach people, climb the ladder, get answered."""

@@ -1,0 +1,358 @@
+"""Alerts: the open list by grid, severity and age, one alert's timeline, ack / resolve /
+comment, and the response-time figures.
+
+Who may do what: everyone reads the alerts of the grids they may read (an alert
+elsewhere is "not found"). Grid workers of the alert's grid and admins
+acknowledge, comment and resolve. Supervisors acknowledge and comment on the
+alerts of their community (the ladder reaches them and their ack link works, so
+the API lets them do the same), but do not resolve: resolving records what was
+done on site, which is the grid's or an admin's to say.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts import stats
+from alerts.lifecycle import LifecycleError
+from alerts.service import AlertService
+from alerts.tables import ACKNOWLEDGED, FIRING, Alert, AlertEvent, Notification
+from api.deps import CurrentUser, ScopeDep, SessionDep
+from api.errors import ApiError
+from api.schemas.alerts import (
+    AlertDetail,
+    AlertEventPublic,
+    AlertPublic,
+    CommentRequest,
+    NotificationPublic,
+    ResolveRequest,
+    ResponseTimes,
+    ResponseTimesReport,
+    Severity,
+    StateFilter,
+)
+from api.schemas.common import ERRORS, Id, Offset, Page, QueryId
+from carewatch.logs import mask_phone
+from devices.access import Role, Scope
+from devices.tables import Grid, Resident
+
+router = APIRouter(tags=["alerts"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 422)})
+MAX_AGE_MIN = 10 * 366 * 24 * 60  # ten years: past any alert, short of datetime's limits
+MAX_RANGE = timedelta(days=366)
+DEFAULT_RANGE = timedelta(weeks=12)
+
+
+def get_alerts(request: Request) -> AlertService:
+    alerts: AlertService = request.app.state.alerts
+    return alerts
+
+
+AlertsDep = Annotated[AlertService, Depends(get_alerts)]
+
+# The alert's grid, else its resident's (the grid whose workers the ladder reaches).
+_alert_grid: ColumnElement[int] = func.coalesce(Alert.grid_id, Resident.grid_id)
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "未找到该告警", "alert not found")
+
+
+def _conflict(exc: LifecycleError) -> ApiError:
+    return ApiError(409, "conflict", exc.message, exc.message_en)
+
+
+def _query(scope: Scope) -> Select[Alert, str, int]:
+    return (
+        select(Alert, Resident.name, _alert_grid)
+        .outerjoin(Resident, Resident.id == Alert.resident_id)
+        .where(scope.grid_filter(_alert_grid))
+    )
+
+
+def _public(alert: Alert, resident_name: str | None, grid_id: int | None) -> AlertPublic:
+    return AlertPublic.model_validate(alert).model_copy(
+        update={"resident_name": resident_name, "grid_id": grid_id}
+    )
+
+
+async def _load(
+    session: AsyncSession, scope: Scope, alert_id: int
+) -> tuple[Alert, str | None, int | None]:
+    row = (
+        await session.execute(
+            _query(scope).where(Alert.id == alert_id).execution_options(populate_existing=True)
+        )
+    ).first()
+    if row is None:
+        raise _not_found()
+    alert, name, grid = row
+    return alert, name, grid
+
+
+def mask_target(target: str) -> str:
+    """138****8000 for a phone; the scheme only for a URL (its path holds tokens)."""
+    masked = mask_phone(target)
+    if masked != target:
+        return masked
+    scheme, sep, _ = target.partition("://")
+    if sep:
+        return f"{scheme}://***"
+    return f"{target[:2]}***" if len(target) > 4 else "***"
+
+
+async def _detail(session: AsyncSession, scope: Scope, alert_id: int) -> AlertDetail:
+    alert, name, grid = await _load(session, scope, alert_id)
+    events = await session.scalars(
+        select(AlertEvent)
+        .where(AlertEvent.alert_id == alert.id)
+        .order_by(AlertEvent.at, AlertEvent.id)
+    )
+    notifications = await session.scalars(
+        select(Notification)
+        .where(Notification.alert_id == alert.id)
+        .order_by(Notification.step, Notification.id)
+    )
+    return AlertDetail(
+        **_public(alert, name, grid).model_dump(),
+        finding=alert.finding or {},
+        events=[AlertEventPublic.model_validate(e) for e in events.all()],
+        notifications=[
+            NotificationPublic.model_validate(n).model_copy(
+                update={
+                    "target": mask_target(n.target),
+                    "last_error": mask_phone(n.last_error) if n.last_error else None,
+                }
+            )
+            for n in notifications.all()
+        ],
+    )
+
+
+def _may_answer(scope: Scope, grid_id: int | None, *, resolving: bool = False) -> None:
+    """Acknowledge and comment: the grid's workers, admins, the community's supervisors."""
+    if scope.can_write_grid(grid_id):
+        return
+    if scope.role is Role.SUPERVISOR and not resolving:
+        return  # the alert was loaded through the scope: it is in their community
+    raise ApiError(
+        403,
+        "forbidden",
+        "只有该网格的网格员或管理员可以处理此告警",
+        "only a grid worker of the alert's grid or an admin may resolve it",
+    )
+
+
+@router.get("/alerts", summary="Alerts I may see: open ones by default, newest first")
+async def list_alerts(
+    scope: ScopeDep,
+    session: SessionDep,
+    alerts: AlertsDep,
+    state: StateFilter = "open",
+    grid_id: QueryId = None,
+    severity: Severity | None = None,
+    min_age: Annotated[
+        int | None, Query(ge=0, le=MAX_AGE_MIN, description="opened at least this many minutes ago")
+    ] = None,
+    rule: Annotated[str | None, Query(max_length=40, examples=["fall"])] = None,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[AlertPublic]:
+    """`open` is firing and acknowledged alerts; `all` every state."""
+    query = _query(scope)
+    if state == "open":
+        query = query.where(Alert.state.in_((FIRING, ACKNOWLEDGED)))
+    elif state != "all":
+        query = query.where(Alert.state == state)
+    if grid_id is not None:
+        query = query.where(_alert_grid == grid_id)
+    if severity is not None:
+        query = query.where(Alert.severity == severity)
+    if min_age is not None:
+        query = query.where(Alert.opened_at <= alerts.clock() - timedelta(minutes=min_age))
+    if rule:
+        query = query.where(Alert.rule == rule)
+    count = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.execute(
+        query.order_by(Alert.opened_at.desc(), Alert.id.desc()).offset(offset).limit(limit)
+    )
+    return Page(data=[_public(*row) for row in rows.all()], count=int(count))
+
+
+@router.get(
+    "/alerts/stats/response-times",
+    summary="Time to acknowledge and to resolve, per grid and ISO week",
+)
+async def response_times(
+    scope: ScopeDep,
+    session: SessionDep,
+    alerts: AlertsDep,
+    start: Annotated[
+        datetime | None, Query(alias="from", description="default: 12 weeks before `to`")
+    ] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
+    grid_id: QueryId = None,
+) -> ResponseTimesReport:
+    """Warning and critical alerts opened in [from, to), a grouped incident counted once.
+
+    Answered: acknowledged by a person, or resolved by one without an acknowledgement.
+    Times to resolve count alerts a person resolved; those closed when the condition
+    cleared are `auto_resolved`. `within_target` is the share answered within 30
+    minutes of the alerts that needed an answer (not those the system closed within
+    30 minutes unanswered, nor unanswered ones younger than 30 minutes). Medians and
+    p90 in minutes; weeks in the service's time zone. Times without an offset are UTC.
+    """
+    now = alerts.clock()
+    try:
+        end = _utc(end) if end is not None else now
+        start = _utc(start) if start is not None else end - DEFAULT_RANGE
+    except OverflowError as exc:
+        raise _bad_range() from exc
+    if end <= start or end - start > MAX_RANGE:
+        raise _bad_range()
+    query = (
+        select(Alert.opened_at, Alert.acked_at, Alert.resolved_at, Alert.resolved_by, _alert_grid)
+        .outerjoin(Resident, Resident.id == Alert.resident_id)
+        .where(
+            scope.grid_filter(_alert_grid),
+            Alert.severity.in_(("warning", "critical")),
+            Alert.group_id.is_(None),
+            Alert.opened_at >= start,
+            Alert.opened_at < end,
+        )
+    )
+    if grid_id is not None:
+        query = query.where(_alert_grid == grid_id)
+    rows = (await session.execute(query)).all()
+    grid_ids = {row[4] for row in rows if row[4] is not None}
+    names = dict(
+        (await session.execute(select(Grid.id, Grid.name).where(Grid.id.in_(grid_ids)))).all()
+    )
+    timezone = alerts.settings.alerts.timezone
+    zone = ZoneInfo(timezone)
+    weekly: dict[tuple[int | None, str], list[stats.AlertTimes]] = defaultdict(list)
+    whole: dict[int | None, list[stats.AlertTimes]] = defaultdict(list)
+    for opened, acked, resolved, resolved_by, grid in rows:
+        times = stats.AlertTimes(opened, acked, resolved, resolved_by)
+        weekly[(grid, stats.iso_week(opened, zone))].append(times)
+        whole[grid].append(times)
+
+    def figures(
+        grid: int | None, week: str | None, group: Sequence[stats.AlertTimes]
+    ) -> ResponseTimes:
+        return ResponseTimes(
+            grid_id=grid,
+            grid_name=names.get(grid) if grid is not None else None,
+            week=week,
+            **asdict(stats.figures(group, now)),
+        )
+
+    def order(key: int | None) -> int:
+        return -1 if key is None else key
+
+    return ResponseTimesReport(
+        start=start,
+        end=end,
+        target_min=int(stats.TARGET.total_seconds() // 60),
+        timezone=timezone,
+        weeks=[
+            figures(grid, week, weekly[(grid, week)])
+            for grid, week in sorted(weekly, key=lambda k: (order(k[0]), k[1]))
+        ],
+        totals=[figures(grid, None, whole[grid]) for grid in sorted(whole, key=order)],
+    )
+
+
+def _utc(at: datetime) -> datetime:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _bad_range() -> ApiError:
+    return ApiError(
+        422,
+        "bad_range",
+        "时间范围须为正且不超过一年",
+        "the range must be positive and at most a year",
+    )
+
+
+@router.get("/alerts/{alert_id}", summary="One alert with its timeline and messages")
+async def get_alert(alert_id: Id, scope: ScopeDep, session: SessionDep) -> AlertDetail:
+    """Events oldest first; messages with whom, by which channel, in what state (targets
+    masked)."""
+    return await _detail(session, scope, alert_id)
+
+
+@router.post(
+    "/alerts/{alert_id}/ack",
+    summary="Acknowledge: stops the escalation",
+    responses={409: ERRORS[409]},
+)
+async def acknowledge(
+    alert_id: Id, user: CurrentUser, scope: ScopeDep, session: SessionDep, alerts: AlertsDep
+) -> AlertDetail:
+    """Grid workers of its grid, admins, supervisors of its community. Pending messages are
+    cancelled and the ladder stops; acknowledging twice changes nothing; a resolved alert
+    answers 409."""
+    alert, _, grid = await _load(session, scope, alert_id)
+    _may_answer(scope, grid)
+    await session.commit()  # the service writes in its own transaction
+    try:
+        await alerts.acknowledge(alert.id, user.full_name, via="api", by_key=f"user:{user.id}")
+    except LifecycleError as exc:
+        raise _conflict(exc) from exc
+    return await _detail(session, scope, alert_id)
+
+
+@router.post(
+    "/alerts/{alert_id}/resolve",
+    summary="Resolve, saying what was done",
+    responses={409: ERRORS[409]},
+)
+async def resolve(
+    alert_id: Id,
+    body: ResolveRequest,
+    user: CurrentUser,
+    scope: ScopeDep,
+    session: SessionDep,
+    alerts: AlertsDep,
+) -> AlertDetail:
+    """Grid workers of its grid and admins; the note is required. A resolved alert answers
+    409. Resolving a fall or SOS also unlatches it in the rule engine."""
+    alert, _, grid = await _load(session, scope, alert_id)
+    _may_answer(scope, grid, resolving=True)
+    await session.commit()
+    try:
+        await alerts.resolve(alert.id, user.full_name, body.note)
+    except LifecycleError as exc:
+        raise _conflict(exc) from exc
+    return await _detail(session, scope, alert_id)
+
+
+@router.post(
+    "/alerts/{alert_id}/comments",
+    status_code=201,
+    summary="Add a comment to the timeline",
+)
+async def comment(
+    alert_id: Id,
+    body: CommentRequest,
+    user: CurrentUser,
+    scope: ScopeDep,
+    session: SessionDep,
+    alerts: AlertsDep,
+) -> AlertDetail:
+    """Who may acknowledge may comment, on open and resolved alerts alike."""
+    alert, _, grid = await _load(session, scope, alert_id)
+    _may_answer(scope, grid)
+    alerts.book.comment(session, alert, user.full_name, body.text, alerts.clock())
+    await session.commit()
+    return await _detail(session, scope, alert_id)
