@@ -117,7 +117,8 @@ class AlertService:
                 }
             )
             fields = field_string({"count": 1, "alert_id": alert.id, "seconds": seconds})
-            lines.append(f"alert_event{tags} {fields} {int(now.timestamp() * 1e9)}")
+            # The writer speaks milliseconds (precision=ms), like the devices' own ts.
+            lines.append(f"alert_event{tags} {fields} {int(now.timestamp() * 1000)}")
         try:
             await self.influx.write("\n".join(lines).encode())
         except Exception as exc:  # a chart must never hold up an alert
