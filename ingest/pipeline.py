@@ -34,16 +34,22 @@ from ingest.status import DeviceStatusBook
 log = logging.getLogger(__name__)
 
 Item = Reading | StatusChange
+_CHUNK = 1000  # items a consumer handles before it settles them
 
 
 class ReadingConsumer(Protocol):
     """What the rule engine implements to see every valid reading and status change.
 
-    `handle` returning means the item is done with: its messages may then be
-    acknowledged to the broker.
+    Items come in chunks: `handle` each, then `settle` once. After `settle`
+    returns, the chunk is done with (the rule engine has made its findings
+    durable) and its messages may be acknowledged to the broker. One `settle`
+    per chunk rather than per reading lets a burst of falls share one
+    transaction.
     """
 
     async def handle(self, item: Item) -> None: ...
+
+    async def settle(self) -> None: ...
 
 
 class BatchSink(Protocol):
@@ -100,16 +106,24 @@ class _Downstream:
 
     async def run(self) -> None:
         queue = self.queue
+        consumer = self.consumer
         while True:
             await self._ready.wait()
             while queue:
-                item = queue.popleft()
+                chunk = 0
+                while queue and chunk < _CHUNK:
+                    item = queue.popleft()
+                    chunk += 1
+                    try:
+                        await consumer.handle(item)
+                    except Exception:
+                        # One faulty consumer must not stop ingest; the reading is in InfluxDB.
+                        log.exception("downstream consumer failed on %r", item)
                 try:
-                    await self.consumer.handle(item)
+                    await consumer.settle()
                 except Exception:
-                    # One faulty consumer must not stop ingest; the reading is in InfluxDB.
-                    log.exception("downstream consumer failed on %r", item)
-                self.done_count += 1
+                    log.exception("downstream consumer failed to settle %d items", chunk)
+                self.done_count += chunk
                 self._progress.set()
                 if self.paused and len(queue) <= self.high // 2:
                     self.paused = False

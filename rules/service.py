@@ -1,10 +1,10 @@
 """The rule engine at work in the ingest process: fed, ticked, checkpointed, reloaded.
 
-`RuleService` is the ingester's `ReadingConsumer`. `handle` feeds one reading
-and, when that produced findings, returns only after the sinks took them: the
-ingester acknowledges a message to the broker after that, so a crash between
-a fall arriving and its finding being recorded makes the broker send the fall
-again (the engine drops the repeat if it already had it).
+`RuleService` is the ingester's `ReadingConsumer`. `handle` feeds one reading;
+`settle`, after a chunk of them, returns only once the sinks took the chunk's
+findings: the ingester acknowledges the messages to the broker after that, so
+a crash between a fall arriving and its finding being recorded makes the
+broker send the fall again (the engine drops the repeat if it already had it).
 
 State is checkpointed to `<state>/rules/checkpoint.msgpack` every
 `checkpoint_interval` and at stop, and restored at start, so a sustained
@@ -76,10 +76,12 @@ class RuleService:
     # -- the ingester's consumer ---------------------------------------------------
 
     async def handle(self, item: Reading | StatusChange) -> None:
-        engine = self.engine
-        engine.feed(item)
-        if engine.pending:
-            await self.publish(engine.take())
+        self.engine.feed(item)
+
+    async def settle(self) -> None:
+        """Hand the chunk's findings to the sinks in one go; returns once they took them."""
+        if self.engine.pending:
+            await self.publish(self.engine.take())
 
     async def publish(self, findings: list[Finding]) -> None:
         """Give findings to every sink; a failing sink is retried until it takes them."""

@@ -72,6 +72,9 @@ class SlowConsumer:
         await asyncio.sleep(0.0005)
         self.items.append(item)
 
+    async def settle(self) -> None:
+        pass
+
 
 def make(tmp_path: Path, sink: RecordingSink, **kwargs: object) -> tuple[Ingester, RecordingFlow]:
     ingester = Ingester(
@@ -212,6 +215,9 @@ class GatedConsumer:
     async def handle(self, item: Item) -> None:
         await self.gate.wait()
         self.items.append(item)
+
+    async def settle(self) -> None:
+        pass
 
 
 def test_acks_wait_until_every_consumer_handled_the_batch(tmp_path: Path) -> None:

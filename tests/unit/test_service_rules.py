@@ -48,6 +48,12 @@ def fall(device: str, ts: int) -> Reading:
     return Reading(device, Kind.WRISTBAND, WristbandEvent(ts=ts, type="fall", confidence=0.9))
 
 
+async def judge(service: RuleService, item: Reading) -> None:
+    """What the ingester does with a chunk of one reading: handle it, then settle."""
+    await service.handle(item)
+    await service.settle()
+
+
 def opened(findings: list[Finding], rule: str) -> list[Finding]:
     return [f for f in findings if f.rule == rule and f.active]
 
@@ -58,10 +64,10 @@ def test_a_sustained_clock_and_a_latched_fall_survive_a_restart(tmp_path: Path) 
         sink = ListSink()
         first = RuleService(settings(tmp_path), [sink], clock=clock)
         await first.start()
-        await first.handle(fall("w1", T0))
+        await judge(first, fall("w1", T0))
         for minute in range(3):  # 3 of the 5 minutes hr_high needs
             clock.now = T0 + minute * 60_000
-            await first.handle(hr("w1", clock.now, 140))
+            await judge(first, hr("w1", clock.now, 140))
         first.checkpoint()
 
         clock.now += 60_000
@@ -69,12 +75,12 @@ def test_a_sustained_clock_and_a_latched_fall_survive_a_restart(tmp_path: Path) 
         await second.start()
         for minute in range(3, 6):
             clock.now = T0 + minute * 60_000
-            await second.handle(hr("w1", clock.now, 140))
+            await judge(second, hr("w1", clock.now, 140))
         # Restarting did not restart the clock: five minutes after the first high reading.
         (finding,) = opened(sink.findings, "hr_high")
         assert finding.since == T0
         # The fall is still latched: the same event again is a redelivery, not a new fall.
-        await second.handle(fall("w1", T0))
+        await judge(second, fall("w1", T0))
         assert len(opened(sink.findings, "fall")) == 1
         assert await second.resolve("w1", "fall")
         assert [f.active for f in sink.findings if f.rule == "fall"] == [True, False]
@@ -113,7 +119,7 @@ def test_reload_applies_a_good_file_and_keeps_the_rules_on_a_bad_one(tmp_path: P
         service = RuleService(settings(tmp_path, path), [sink], clock=clock)
         await service.start()
         assert service.rules.default.thresholds[0].limit == 130
-        await service.handle(hr("w1", T0, 140))  # a pending run, kept across reloads
+        await judge(service, hr("w1", T0, 140))  # a pending run, kept across reloads
 
         path.write_text("[threshold.hr_high]\nabove = 125\nclear_at = 115\n", encoding="utf-8")
         os.utime(path, (1, 1))
@@ -126,7 +132,7 @@ def test_reload_applies_a_good_file_and_keeps_the_rules_on_a_bad_one(tmp_path: P
         assert service.rules.default.thresholds[0].limit == 125
 
         clock.now = T0 + 300_000
-        await service.handle(hr("w1", clock.now, 140))
+        await judge(service, hr("w1", clock.now, 140))
         (finding,) = opened(sink.findings, "hr_high")
         assert finding.since == T0 and finding.limit == 125
 
@@ -138,7 +144,7 @@ def test_a_failing_sink_holds_the_reading_until_it_takes_the_finding(tmp_path: P
         sink = ListSink(fail=2)
         service = RuleService(settings(tmp_path), [sink], clock=Clock())
         await service.start()
-        await asyncio.wait_for(service.handle(fall("w1", T0)), 5)
+        await asyncio.wait_for(judge(service, fall("w1", T0)), 5)
         assert service.sink_errors == 2
         assert [f.rule for f in sink.findings] == ["fall"]
 
@@ -149,7 +155,7 @@ def test_the_finding_log_is_json_lines_read_back_whole(tmp_path: Path) -> None:
     async def run() -> None:
         log = FindingLog(tmp_path / "findings.jsonl")
         service = RuleService(settings(tmp_path), [log], clock=Clock())
-        await service.handle(fall("w1", T0))
+        await judge(service, fall("w1", T0))
         (finding,) = read_findings(tmp_path / "findings.jsonl")
         assert (finding.rule, finding.subject, finding.latched) == ("fall", "w1", True)
 
