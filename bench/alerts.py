@@ -36,7 +36,6 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
@@ -50,20 +49,15 @@ from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from carewatch.settings import MqttTarget
 from devices.db import Database
 from devices.tables import (
-    Community,
-    Device,
-    DeviceBinding,
     EmergencyContact,
-    Grid,
     Resident,
-    User,
 )
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
-from tests.helpers import healthy, wait_until
+from tests.helpers import bind_band, healthy, seed_care_grid, wait_until
 
 PREFIX = "bench-"
 SECRET = "bench-alerts-secret"
@@ -133,35 +127,10 @@ async def register(url: str, device_ids: list[str]) -> None:
     try:
         await database.migrate()
         async with database.sessions() as session, session.begin():
-            community = Community(name="幸福小区", duty_phone="13900000003")
-            session.add(community)
-            await session.flush()
-            worker = User(
-                username="wangfang",
-                full_name="王芳",
-                phone="13900000001",
-                wechat="wangfang",
-                role="grid_worker",
-                password_hash="x",
-            )
-            boss = User(
-                username="lizhang",
-                full_name="李站长",
-                phone="13900000002",
-                role="supervisor",
-                password_hash="x",
-                community_id=community.id,
-            )
-            session.add_all([worker, boss])
-            await session.flush()
-            grid = Grid(community_id=community.id, name="一网格", supervisor_id=boss.id)
-            grid.workers.append(worker)
-            session.add(grid)
-            await session.flush()
-            since = datetime.now(UTC) - timedelta(days=1)
+            care = await seed_care_grid(session)
             for i, device_id in enumerate(device_ids):
                 resident = Resident(
-                    grid_id=grid.id,
+                    grid_id=care.grid_id,
                     name=f"{SURNAMES[i % len(SURNAMES)]}建国",
                     gender="男",
                     birth_year=1940 + i % 15,
@@ -179,11 +148,8 @@ async def register(url: str, device_ids: list[str]) -> None:
                     )
                 )
                 session.add(resident)
-                session.add(Device(id=device_id, kind="wristband", grid_id=grid.id))
                 await session.flush()
-                session.add(
-                    DeviceBinding(device_id=device_id, resident_id=resident.id, start=since)
-                )
+                await bind_band(session, device_id, resident.id, care.grid_id)
     finally:
         await database.dispose()
 

@@ -359,6 +359,26 @@ class PostgreSQL(_Server):
             "full_page_writes=off",
         ]
 
+    def _wait_ready(self) -> None:
+        # An open port is not yet a server that takes connections (it may still be
+        # starting, or be the last moments of a previous one): ask it.
+        super()._wait_ready()
+        deadline = time.monotonic() + 30.0
+        while True:
+            ready = subprocess.run(
+                [_postgres_bin("pg_isready"), "-h", HOST, "-p", str(self.port), "-t", "2"],
+                check=False,
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            if time.monotonic() > deadline or (
+                self.proc is not None and self.proc.poll() is not None
+            ):
+                msg = f"PostgreSQL on port {self.port} did not accept connections; see {self.log}"
+                raise LocalStackError(msg)
+            time.sleep(0.1)
+
     def start(self) -> None:
         if self._as:
             shutil.chown(self.folder, "postgres")

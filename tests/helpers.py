@@ -14,6 +14,8 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,8 @@ from carewatch.settings import Settings
 from ingest.service import IngestService
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from alerts.service import AlertService
 
 
@@ -313,3 +317,59 @@ def assert_nothing_lost(
     for device, stamps in landed.items():
         assert stamps <= publisher.sent[device], f"{device} has points never sent"
     return landed
+
+
+# -- a care registry: the people the alert tests and bench/alerts.py expect -------------------
+
+WORKER_PHONE = "13900000001"  # 王芳, the grid worker (WeChat `wangfang`)
+WORKER_WECHAT = "wangfang"
+SUPERVISOR_PHONE = "13900000002"  # 李站长, the grid's supervisor
+DUTY_PHONE = "13900000003"  # the community's duty centre
+
+
+@dataclass(frozen=True)
+class CareGrid:
+    community_id: int
+    grid_id: int
+
+
+async def seed_care_grid(session: AsyncSession) -> CareGrid:
+    """One community (幸福小区, with a duty centre) and one grid with its worker and supervisor."""
+    from devices.tables import Community, Grid, User
+
+    community = Community(name="幸福小区", duty_phone=DUTY_PHONE)
+    session.add(community)
+    await session.flush()
+    worker = User(
+        username="wangfang",
+        full_name="王芳",
+        phone=WORKER_PHONE,
+        wechat=WORKER_WECHAT,
+        role="grid_worker",
+        password_hash="x",
+    )
+    boss = User(
+        username="lizhang",
+        full_name="李站长",
+        phone=SUPERVISOR_PHONE,
+        role="supervisor",
+        password_hash="x",
+        community_id=community.id,
+    )
+    session.add_all([worker, boss])
+    await session.flush()
+    grid = Grid(community_id=community.id, name="一网格", supervisor_id=boss.id)
+    grid.workers.append(worker)
+    session.add(grid)
+    await session.flush()
+    return CareGrid(community.id, grid.id)
+
+
+async def bind_band(session: AsyncSession, device_id: str, resident_id: int, grid_id: int) -> None:
+    """Register a wristband and bind it (since yesterday) to a resident."""
+    from devices.tables import Device, DeviceBinding
+
+    session.add(Device(id=device_id, kind="wristband", grid_id=grid_id, interval_s=60))
+    await session.flush()
+    since = datetime.now(UTC) - timedelta(days=1)
+    session.add(DeviceBinding(device_id=device_id, resident_id=resident_id, start=since))

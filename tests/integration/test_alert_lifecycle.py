@@ -23,8 +23,9 @@ from alerts.service import AlertService
 from alerts.tables import ACKNOWLEDGED, FIRING, RESOLVED, Alert, AlertEvent, Notification
 from carewatch.settings import Settings
 from devices.db import Database
-from devices.tables import Community, EmergencyContact, Grid, Resident, User
+from devices.tables import EmergencyContact, Resident
 from rules.findings import Finding, Severity, SubjectKind
+from tests.helpers import seed_care_grid
 
 # 2026-06-01 10:00 Asia/Shanghai: daytime, outside quiet hours.
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
@@ -84,33 +85,9 @@ class World:
     async def setup(self) -> None:
         await self.database.migrate()
         async with self.database.sessions() as session, session.begin():
-            community = Community(name="幸福小区", duty_phone="13900000003")
-            session.add(community)
-            await session.flush()
-            worker = User(
-                username="wangfang",
-                full_name="王芳",
-                phone="13900000001",
-                wechat="wangfang",
-                role="grid_worker",
-                password_hash="x",
-            )
-            boss = User(
-                username="lizhang",
-                full_name="李站长",
-                phone="13900000002",
-                role="supervisor",
-                password_hash="x",
-                community_id=community.id,
-            )
-            session.add_all([worker, boss])
-            await session.flush()
-            grid = Grid(community_id=community.id, name="一网格", supervisor_id=boss.id)
-            grid.workers.append(worker)
-            session.add(grid)
-            await session.flush()
+            care = await seed_care_grid(session)
             resident = Resident(
-                grid_id=grid.id,
+                grid_id=care.grid_id,
                 name="张建国",
                 gender="男",
                 birth_year=1945,
@@ -130,7 +107,7 @@ class World:
             )
             session.add(resident)
             await session.flush()
-            self.grid_id = grid.id
+            self.grid_id = care.grid_id
             self.resident_id = resident.id
 
     def finding(

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,13 +34,8 @@ from carewatch.settings import MqttTarget, Settings
 from devices.db import Database
 from devices.tables import (
     Building,
-    Community,
-    Device,
-    DeviceBinding,
     EmergencyContact,
-    Grid,
     Resident,
-    User,
 )
 from rules.findings import Finding, Severity, SubjectKind, read_findings
 from simulators.credentials import derive_password
@@ -49,7 +44,17 @@ from simulators.manifest import build_fleet
 from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
 from tests.conftest_types import StartIngest
-from tests.helpers import ThreadedIngest, stack_settings, wait_until
+from tests.helpers import (
+    DUTY_PHONE,
+    SUPERVISOR_PHONE,
+    WORKER_PHONE,
+    ThreadedIngest,
+    bind_band,
+    seed_care_grid,
+    stack_settings,
+    wait_until,
+)
+from tests.helpers import WORKER_WECHAT as WORKER_WECHAT_ID
 
 pytestmark = pytest.mark.integration
 
@@ -64,10 +69,10 @@ BACKOFF = 0.2  # retry_backoff: 0.2 s, then 0.4 s
 # Where each person's messages arrive: /<channel>/<target>.
 CONTACT_SMS = "/sms/13800000001"
 CONTACT_WECHAT = "/wechat/zhangxm"
-WORKER_WECHAT = "/wechat/wangfang"
-WORKER_SMS = "/sms/13900000001"
-SUPERVISOR = "/sms/13900000002"
-DUTY = "/sms/13900000003"
+WORKER_WECHAT = f"/wechat/{WORKER_WECHAT_ID}"
+WORKER_SMS = f"/sms/{WORKER_PHONE}"
+SUPERVISOR = f"/sms/{SUPERVISOR_PHONE}"
+DUTY = f"/sms/{DUTY_PHONE}"
 # A fall is critical: rung 0 hears on every channel at once.
 FIRST_RUNG = (CONTACT_SMS, CONTACT_WECHAT, WORKER_WECHAT, WORKER_SMS)
 
@@ -162,36 +167,12 @@ async def register(url: str) -> Home:
     try:
         await database.migrate()
         async with database.sessions() as session, session.begin():
-            community = Community(name="幸福小区", duty_phone=DUTY.rsplit("/", 1)[1])
-            session.add(community)
-            await session.flush()
-            worker = User(
-                username="wangfang",
-                full_name="王芳",
-                phone=WORKER_SMS.rsplit("/", 1)[1],
-                wechat=WORKER_WECHAT.rsplit("/", 1)[1],
-                role="grid_worker",
-                password_hash="x",
-            )
-            boss = User(
-                username="lizhang",
-                full_name="李站长",
-                phone=SUPERVISOR.rsplit("/", 1)[1],
-                role="supervisor",
-                password_hash="x",
-                community_id=community.id,
-            )
-            session.add_all([worker, boss])
-            await session.flush()
-            grid = Grid(community_id=community.id, name="一网格", supervisor_id=boss.id)
-            grid.workers.append(worker)
-            session.add(grid)
-            await session.flush()
-            building = Building(community_id=community.id, grid_id=grid.id, name="3栋")
+            care = await seed_care_grid(session)
+            building = Building(community_id=care.community_id, grid_id=care.grid_id, name="3栋")
             session.add(building)
             await session.flush()
             resident = Resident(
-                grid_id=grid.id,
+                grid_id=care.grid_id,
                 building_id=building.id,
                 name="张建国",
                 gender="男",
@@ -210,16 +191,9 @@ async def register(url: str) -> Home:
                 )
             )
             session.add(resident)
-            session.add(Device(id=DEVICE, kind="wristband", grid_id=grid.id, interval_s=60))
             await session.flush()
-            session.add(
-                DeviceBinding(
-                    device_id=DEVICE,
-                    resident_id=resident.id,
-                    start=datetime.now(UTC) - timedelta(days=1),
-                )
-            )
-            return Home(resident.id, grid.id)
+            await bind_band(session, DEVICE, resident.id, care.grid_id)
+            return Home(resident.id, care.grid_id)
     finally:
         await database.dispose()
 
