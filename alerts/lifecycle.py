@@ -170,6 +170,7 @@ class AlertBook:
     ) -> Alert:
         alert.open_key = key
         alert.state = FIRING
+        alert.group_id = None  # back on its own: its incident may be long over
         alert.reopened += 1
         alert.resolved_at = alert.resolved_by = alert.cleared_at = None
         alert.acked_at = alert.acked_by = None
@@ -322,6 +323,16 @@ class AlertBook:
         self._event(session, alert, now, event, actor=by, detail={"note": note} if note else {})
         if was_told and alert.severity != "info":
             await self._tell_the_told(session, alert, now, MessageKind.RESOLVED, RESOLVED_STEP, by)
+        if by == "system":
+            # The incident's first condition is over, but what joined it may not be: each
+            # member still open now speaks for itself (a person's resolve closes them all).
+            for member in await self._members(session, alert):
+                if member.state == RESOLVED:
+                    continue
+                member.group_id = None
+                self._event(session, member, now, "ungrouped", detail={"alert": alert.id})
+                if member.state == FIRING:
+                    await self._raise(session, member, now, MessageKind.RAISED, step=member.step)
 
     async def _members(self, session: AsyncSession, alert: Alert) -> Sequence[Alert]:
         return (await session.scalars(select(Alert).where(Alert.group_id == alert.id))).all()

@@ -271,6 +271,30 @@ def test_a_condition_that_keeps_returning_is_one_flapping_alert(world: World) ->
     asyncio.run(run())
 
 
+def test_what_joined_an_incident_speaks_for_itself_once_the_incident_clears(
+    world: World,
+) -> None:
+    async def run() -> None:
+        await world.service.publish([world.finding("hr_high", severity=Severity.WARNING)])
+        world.clock.advance(minutes=1)
+        await world.service.publish([world.finding("inactivity", severity=Severity.WARNING)])
+        await world.service.dispatcher.step()
+        told = len(world.channels.sent)
+        world.clock.advance(minutes=1)
+        await world.service.publish(
+            [world.finding("hr_high", active=False, severity=Severity.WARNING)]
+        )
+        await world.service.dispatcher.step()
+        hr_high, inactivity = await world.alerts()
+        assert hr_high.state == RESOLVED
+        assert (inactivity.state, inactivity.group_id) == (FIRING, None)
+        assert inactivity.next_step_at is not None  # owned again: the ladder runs for it
+        news = [b for _, _, b in world.channels.sent[told:]]
+        assert any("未活动" in b for b in news)
+
+    asyncio.run(run())
+
+
 def test_one_incident_across_rules_notifies_once(world: World) -> None:
     async def run() -> None:
         await world.service.publish([world.finding("fall", latched=True)])
@@ -457,11 +481,13 @@ async def check_invariants(world: World) -> None:
     recorded += sum(n.attempts for n in await world.notifications() if n.alert_id is None)
     assert len(world.channels.sent) <= recorded
     open_keys: Counter[str] = Counter()
-    for alert in await world.alerts():
+    alerts = await world.alerts()
+    open_ids = {a.id for a in alerts if a.state != RESOLVED}
+    for alert in alerts:
         if alert.state == FIRING:
             owned = (
-                alert.group_id is not None
-                or alert.next_step_at is not None
+                alert.group_id in open_ids  # its incident is still open
+                or (alert.group_id is None and alert.next_step_at is not None)
                 or alert.severity == "info"
             )
             assert owned, f"alert {alert.id} ({alert.rule}) is firing with nobody on the hook"
