@@ -35,8 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -57,6 +56,7 @@ from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
+from tests.helpers import NotificationReceiver as Receiver
 from tests.helpers import bind_band, healthy, seed_care_grid, wait_until
 
 PREFIX = "bench-"
@@ -74,48 +74,6 @@ def contact_wechat(i: int) -> str:
 
 
 # -- the provider stand-in ----------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """Records (path, arrival time) of every POST on 127.0.0.1; answers 200."""
-
-    port: int = 0
-    arrivals: dict[str, list[float]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def url(self, path: str) -> str:
-        return f"json://{HOST}:{self.port}{path}"
-
-    def first(self, path: str) -> float | None:
-        with self.lock:
-            times = self.arrivals.get(path)
-            return times[0] if times else None
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(len(v) for v in self.arrivals.values())
-
-
-def serve(receiver: Receiver) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            at = time.time()
-            with receiver.lock:
-                receiver.arrivals.setdefault(self.path, []).append(at)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((HOST, 0), Handler)
-    server.daemon_threads = True
-    receiver.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    return server
 
 
 # -- the registry -------------------------------------------------------------------------
@@ -343,8 +301,7 @@ def run(args: argparse.Namespace, root: Path) -> Run:
     ]
     broker = Mosquitto(root / "mosquitto")
     influx = InfluxDB(root / "influxdb")
-    receiver = Receiver()
-    server = serve(receiver)
+    receiver = Receiver().start()
     log_path = root / "ingest.log"
     proc: subprocess.Popen[bytes] | None = None
     load: Load | None = None
@@ -376,7 +333,7 @@ def run(args: argparse.Namespace, root: Path) -> Run:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
-        server.shutdown()
+        receiver.stop()
         broker.stop()
         influx.stop()
     log_lines = log_path.read_text(errors="replace").splitlines()

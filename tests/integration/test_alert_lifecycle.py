@@ -1,8 +1,7 @@
 """The alert lifecycle and dispatcher over a real (SQLite) registry, with injected time.
 
-Channels are a recording stand-in here (delivery through apprise to a real HTTP
-receiver is tested in test_alerts_e2e.py and test_alert_channels_delivery.py):
-these tests are about who is told what, when, and never twice.
+Messages go through apprise to a real local HTTP receiver standing in for the
+providers; these tests are about who is told what, when, and never twice.
 """
 
 from __future__ import annotations
@@ -18,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from alerts.channels import Delivery
+from alerts.channels import Channels, Delivery
 from alerts.service import AlertService
 from alerts.tables import ACKNOWLEDGED, FIRING, RESOLVED, Alert, AlertEvent, Notification
 from carewatch.settings import Settings
 from devices.db import Database
 from devices.tables import EmergencyContact, Resident
 from rules.findings import Finding, Severity, SubjectKind
-from tests.helpers import seed_care_grid
+from tests.helpers import NotificationReceiver, seed_care_grid
 
 # 2026-06-01 10:00 Asia/Shanghai: daytime, outside quiet hours.
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
@@ -42,32 +41,19 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-class FakeChannels:
-    """Records every send; URLs containing a string in `failing` fail."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-        self.failing: set[str] = set()
-
-    async def send(self, url: str, title: str, body: str) -> Delivery:
-        self.sent.append((url, title, body))
-        if any(f in url for f in self.failing):
-            return Delivery(False, "HTTP 500 from the provider")
-        return Delivery(True, "ok")
-
-
 class World:
     """A registry with one grid, its worker, supervisor and duty centre, and one resident."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.clock = Clock()
-        self.channels = FakeChannels()
+        self.receiver = NotificationReceiver().start()
+        self.channels = Channels()
         self.settings = Settings(
             state_dir=tmp_path / "state",
             secret_key="test-secret",
             alerts={
-                "sms_url": "json://127.0.0.1:9/sms/{phone}",
-                "wechat_url": "json://127.0.0.1:9/wechat/{wechat}",
+                "sms_url": self.receiver.url("/sms/{phone}"),
+                "wechat_url": self.receiver.url("/wechat/{wechat}"),
             },
         )
         self.database = Database(f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}")
@@ -78,7 +64,7 @@ class World:
         return AlertService(
             self.settings,
             self.database,
-            channels=self.channels,  # type: ignore[arg-type]
+            channels=self.channels,
             clock=self.clock,
         )
 
@@ -109,6 +95,12 @@ class World:
             await session.flush()
             self.grid_id = care.grid_id
             self.resident_id = resident.id
+
+    @property
+    def sent(self) -> list[tuple[str, str, str]]:
+        """(url, title, body) of every POST the receiver got, failed ones too."""
+        with self.receiver.lock:
+            return [(self.receiver.url(p.path), p.title, p.message) for p in self.receiver.posts]
 
     def finding(
         self,
@@ -156,20 +148,16 @@ def world(tmp_path: Path) -> Iterator[World]:
     asyncio.run(w.setup())
     yield w
     asyncio.run(w.database.dispose())
-
-
-def told(world: World) -> list[tuple[str, str]]:
-    """(url path, first line of the body) of every send so far."""
-    return [(url.split("/", 3)[3], body.splitlines()[0]) for url, _, body in world.channels.sent]
+    w.receiver.stop()
 
 
 def test_a_fall_reaches_family_on_every_channel_and_the_worker_at_once(world: World) -> None:
     async def run() -> None:
         await world.service.publish([world.finding("fall", latched=True)])
         await world.service.dispatcher.step()
-        sent = sorted(url.split("/", 3)[3] for url, _, _ in world.channels.sent)
+        sent = sorted(url.split("/", 3)[3] for url, _, _ in world.sent)
         assert sent == ["sms/13800000001", "sms/13900000001", "wechat/wangfang", "wechat/zhangxm"]
-        body = next(b for u, _, b in world.channels.sent if u.endswith("sms/13800000001"))
+        body = next(b for u, _, b in world.sent if u.endswith("sms/13800000001"))
         assert body.startswith("【紧急】张大爷")
         assert "疑似跌倒" in body and "/a/" in body
         (alert,) = await world.alerts()
@@ -189,12 +177,10 @@ def test_nobody_answers_so_the_ladder_is_walked_at_growing_intervals(world: Worl
             (alert,) = await world.alerts()
             assert alert.next_step_at is not None
             world.clock.now = alert.next_step_at
-            before = len(world.channels.sent)
+            before = len(world.sent)
             await world.service.dispatcher.step()
             minutes = (world.clock.now - T0).total_seconds() / 60
-            steps.append(
-                (minutes, sorted(u.split("/", 3)[3] for u, _, _ in world.channels.sent[before:]))
-            )
+            steps.append((minutes, sorted(u.split("/", 3)[3] for u, _, _ in world.sent[before:])))
         # Rung 1 (the supervisor) at 5 min, rung 2 (the duty centre) at 15, then reminders
         # to everyone at growing gaps, capped at 2 h.
         assert [m for m, _ in steps] == [5, 15, 35, 75, 155, 275]
@@ -217,14 +203,14 @@ def test_acknowledging_stops_the_escalation_and_tells_the_others(world: World) -
         await world.service.dispatcher.step()
         (alert,) = await world.alerts()
         assert (alert.state, alert.acked_by, alert.next_step_at) == (ACKNOWLEDGED, "王芳", None)
-        ack_bodies = [b for u, _, b in world.channels.sent[4:]]
+        ack_bodies = [b for u, _, b in world.sent[4:]]
         assert ack_bodies and all("王芳" in b for b in ack_bodies)
         # The family hears that someone is on it; the worker who answered does not.
-        assert not any(u.endswith("wangfang") for u, _, _ in world.channels.sent[4:])
+        assert not any(u.endswith("wangfang") for u, _, _ in world.sent[4:])
         world.clock.advance(hours=5)
-        before = len(world.channels.sent)
+        before = len(world.sent)
         await world.service.dispatcher.step()
-        assert len(world.channels.sent) == before  # no more rungs
+        assert len(world.sent) == before  # no more rungs
 
     asyncio.run(run())
 
@@ -279,7 +265,7 @@ def test_what_joined_an_incident_speaks_for_itself_once_the_incident_clears(
         world.clock.advance(minutes=1)
         await world.service.publish([world.finding("inactivity", severity=Severity.WARNING)])
         await world.service.dispatcher.step()
-        told = len(world.channels.sent)
+        told = len(world.sent)
         world.clock.advance(minutes=1)
         await world.service.publish(
             [world.finding("hr_high", active=False, severity=Severity.WARNING)]
@@ -289,7 +275,7 @@ def test_what_joined_an_incident_speaks_for_itself_once_the_incident_clears(
         assert hr_high.state == RESOLVED
         assert (inactivity.state, inactivity.group_id) == (FIRING, None)
         assert inactivity.next_step_at is not None  # owned again: the ladder runs for it
-        news = [b for _, _, b in world.channels.sent[told:]]
+        news = [b for _, _, b in world.sent[told:]]
         assert any("未活动" in b for b in news)
 
     asyncio.run(run())
@@ -299,11 +285,11 @@ def test_one_incident_across_rules_notifies_once(world: World) -> None:
     async def run() -> None:
         await world.service.publish([world.finding("fall", latched=True)])
         await world.service.dispatcher.step()
-        sent = len(world.channels.sent)
+        sent = len(world.sent)
         world.clock.advance(minutes=1)
         await world.service.publish([world.finding("inactivity", severity=Severity.WARNING)])
         await world.service.dispatcher.step()
-        assert len(world.channels.sent) == sent
+        assert len(world.sent) == sent
         fall, inactivity = await world.alerts()
         assert inactivity.group_id == fall.id
         assert [e.kind for e in await world.events("grouped")] == ["grouped"]
@@ -316,7 +302,7 @@ def test_one_incident_across_rules_notifies_once(world: World) -> None:
 
 def test_a_failing_channel_is_retried_then_the_next_channel_is_tried(world: World) -> None:
     async def run() -> None:
-        world.channels.failing = {"/sms/"}
+        world.receiver.failing = ("/sms/",)
         await world.service.publish([world.finding("hr_high", severity=Severity.WARNING)])
         for _ in range(4):
             await world.service.dispatcher.step()
@@ -338,7 +324,7 @@ def test_quiet_hours_hold_a_warning_until_morning_but_not_a_fall(world: World) -
         await world.service.publish([world.finding("battery_low", severity=Severity.WARNING)])
         await world.service.publish([world.finding("fall", latched=True)])
         await world.service.dispatcher.step()
-        assert all("跌倒" in b for _, _, b in world.channels.sent)
+        assert all("跌倒" in b for _, _, b in world.sent)
         held = [n for n in await world.notifications() if n.state == "pending"]
         assert held and {n.due_at for n in held} == {datetime(2026, 6, 1, 23, 0, tzinfo=UTC)}
 
@@ -369,11 +355,11 @@ def test_a_restart_mid_send_never_sends_a_step_twice_and_the_ladder_goes_on(
         world.service = world.new_service()
         assert await world.service.dispatcher.recover() == 4
         await world.service.dispatcher.step()
-        assert world.channels.sent == []  # uncertain rows are not sent again
+        assert world.sent == []  # uncertain rows are not sent again
         (alert,) = await world.alerts()
         world.clock.now = alert.next_step_at or T0
         await world.service.dispatcher.step()
-        assert any(u.endswith("sms/13900000002") for u, _, _ in world.channels.sent)
+        assert any(u.endswith("sms/13900000002") for u, _, _ in world.sent)
 
     asyncio.run(run())
 
@@ -384,17 +370,17 @@ def test_information_waits_for_the_daily_digest(world: World) -> None:
         await world.service.dispatcher.step()
         await world.service.publish([world.finding("baseline_hr", severity=Severity.INFO)])
         await world.service.dispatcher.step()
-        assert world.channels.sent == []  # information is not pushed at once
+        assert world.sent == []  # information is not pushed at once
         (alert,) = await world.alerts()
         assert (alert.state, alert.next_step_at) == (FIRING, None)
         world.clock.advance(hours=1, minutes=1)  # 08:01: the digest goes to the grid's worker
         await world.service.dispatcher.step()
         await world.service.dispatcher.step()
-        ((url, _, body),) = world.channels.sent
+        ((url, _, body),) = world.sent
         assert url.endswith("wechat/wangfang") and "每日汇总" in body
         world.clock.advance(hours=3)
         await world.service.dispatcher.step()  # once a day
-        assert len(world.channels.sent) == 1
+        assert len(world.sent) == 1
 
     asyncio.run(run())
 
@@ -458,7 +444,7 @@ def test_no_sequence_sends_a_step_twice_or_leaves_an_alert_unowned(
             elif kind == "wait":
                 world.clock.advance(seconds=float(op[1]))  # type: ignore[arg-type]
             elif kind == "fail":
-                world.channels.failing = {"/sms/"} if op[1] else set()
+                world.receiver.failing = ("/sms/",) if op[1] else ()
             else:
                 world.service = world.new_service()
                 await world.service.dispatcher.recover()
@@ -466,7 +452,10 @@ def test_no_sequence_sends_a_step_twice_or_leaves_an_alert_unowned(
             await check_invariants(world)
         await world.database.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        world.receiver.stop()
 
 
 async def check_invariants(world: World) -> None:
@@ -479,7 +468,7 @@ async def check_invariants(world: World) -> None:
     recorded = len(await world.events("notified")) + len(await world.events("failed"))
     recorded += len(await world.events("fallback")) + len(await world.events("uncertain"))
     recorded += sum(n.attempts for n in await world.notifications() if n.alert_id is None)
-    assert len(world.channels.sent) <= recorded
+    assert len(world.sent) <= recorded
     open_keys: Counter[str] = Counter()
     alerts = await world.alerts()
     open_ids = {a.id for a in alerts if a.state != RESOLVED}

@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +53,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.helpers import WORKER_WECHAT as WORKER_WECHAT_ID
+from tests.helpers import NotificationReceiver as Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -80,76 +79,10 @@ FIRST_RUNG = (CONTACT_SMS, CONTACT_WECHAT, WORKER_WECHAT, WORKER_SMS)
 # -- the provider stand-in ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Post:
-    """One POST as the receiver got it; `at` is this machine's wall clock on arrival."""
-
-    path: str
-    title: str
-    message: str
-    at: float
-    status: int
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200
-
-
-@dataclass
-class Receiver:
-    """Records every POST on 127.0.0.1; paths starting with one of `failing` get HTTP 500."""
-
-    port: int = 0
-    failing: tuple[str, ...] = ()
-    posts: list[Post] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def url(self, path: str) -> str:
-        return f"json://{HOST}:{self.port}{path}"
-
-    def to(self, path: str, *, ok_only: bool = True) -> list[Post]:
-        with self.lock:
-            return [p for p in self.posts if p.path == path and (p.ok or not ok_only)]
-
-    def wait_for(self, *paths: str, timeout: float) -> dict[str, Post]:
-        """The first delivered POST to each path, waiting up to `timeout` s for all of them."""
-        wait_until(
-            lambda: all(self.to(p) for p in paths), timeout, f"messages to {paths}", step=0.02
-        )
-        return {p: self.to(p)[0] for p in paths}
-
-
-def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            at = time.time()
-            status = 500 if self.path.startswith(receiver.failing) else 200
-            with receiver.lock:
-                receiver.posts.append(
-                    Post(self.path, body.get("title", ""), body.get("message", ""), at, status)
-                )
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-    server = ThreadingHTTPServer((HOST, 0), _handler(state))
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with Receiver() as state:
+        yield state
 
 
 # -- the registry, the service, the fleet -------------------------------------------------
