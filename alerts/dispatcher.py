@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.channels import Channels, Delivery, channel_url
 from alerts.lifecycle import ACK_STEP, AlertBook, utcnow
 from alerts.tables import FIRING, Alert, AlertEvent, Notification
-from carewatch.settings import AlertsTuning
-from devices.db import Database
+from core.db import Database
+from core.settings import AlertsTuning
 
 log = logging.getLogger(__name__)
 

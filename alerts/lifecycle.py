@@ -36,7 +36,7 @@ from alerts.routing import RUNGS, Recipient, Subject, load_subject, rung
 from alerts.tables import ACKNOWLEDGED, FIRING, RESOLVED, Alert, AlertEvent, Notification
 from alerts.templates import Audience, Lang, MessageContext, digest, render
 from alerts.templates import Kind as MessageKind
-from carewatch.settings import AlertsTuning
+from core.settings import AlertsTuning
 from devices.tables import Grid
 from rules.findings import Finding
 

@@ -19,11 +19,11 @@ from alerts.channels import Channels, channel_url, check_url
 from alerts.dispatcher import Dispatcher
 from alerts.lifecycle import AlertBook, LifecycleError, utcnow
 from alerts.tables import Alert
-from api.security import load_or_create_secret
-from carewatch.settings import Settings
-from devices.db import Database
-from ingest.influx import InfluxClient
-from ingest.lineprotocol import field_string, tag_string
+from core.db import Database
+from core.influx import InfluxClient
+from core.lineprotocol import field_string, tag_string
+from core.secrets import load_or_create_secret
+from core.settings import Settings
 from rules.findings import Finding
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from devices.tables import Base, UTCDateTime, _now
+from core.db import Base, UTCDateTime
+from core.db import server_now as _now
 
 # Alert states (the lifecycle of alerts/lifecycle.py).
 FIRING = "firing"

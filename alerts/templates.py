@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from carewatch.logs import mask_name, mask_phone
+from core.logs import mask_name, mask_phone
 
 __all__ = [
     "DEFAULT_TZ",

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ApiError
-from api.security import hash_api_key, split_api_key, token_subject
+from core.db import Database
+from core.influx import InfluxClient
+from core.secrets import hash_api_key, split_api_key, token_subject
 from devices.access import Role, Scope
-from devices.db import Database
 from devices.provisioning import BrokerProvisioner
 from devices.tables import ApiKey, User
-from ingest.influx import InfluxClient
 from ingest.service import IngestService
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)

@@ -8,11 +8,11 @@ from alerts.service import AlertService
 from api import errors
 from api.routes import alerts as alert_routes
 from api.routes import auth, devices, health, links, notices, org, residents
-from api.security import load_or_create_secret
-from carewatch.settings import Settings
-from devices.db import Database
+from core.db import Database
+from core.influx import InfluxClient
+from core.secrets import load_or_create_secret
+from core.settings import Settings
 from devices.provisioning import BrokerProvisioner
-from ingest.influx import InfluxClient
 from ingest.service import IngestService
 
 DESCRIPTION = """\

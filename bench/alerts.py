@@ -45,19 +45,19 @@ from sqlalchemy import select
 
 from alerts.tables import Alert
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
-from carewatch.settings import MqttTarget
-from devices.db import Database
-from devices.tables import (
-    EmergencyContact,
-    Resident,
-)
+from carewatch.migrations import migrate
+from core.db import Database
+from core.settings import MqttTarget
+from devices.tables import EmergencyContact, Resident
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
-from tests.helpers import NotificationReceiver as Receiver
-from tests.helpers import bind_band, healthy, seed_care_grid, wait_until
+from tests.support.receiver import NotificationReceiver as Receiver
+from tests.support.seeds import bind_band, seed_care_grid
+from tests.support.stack import healthy
+from tests.support.waiting import wait_until
 
 PREFIX = "bench-"
 SECRET = "bench-alerts-secret"
@@ -83,7 +83,7 @@ async def register(url: str, device_ids: list[str]) -> None:
     """One grid with a worker and a supervisor; per band a resident with one contact."""
     database = Database(url)
     try:
-        await database.migrate()
+        await migrate(database)
         async with database.sessions() as session, session.begin():
             care = await seed_care_grid(session)
             for i, device_id in enumerate(device_ids):

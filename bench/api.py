@@ -46,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert
 
-from api.security import hash_password
 from carewatch.localstack import HOST, PostgreSQL, free_port
-from devices.db import Database
+from carewatch.migrations import migrate
+from core.db import Database
+from core.secrets import hash_password
 from devices.tables import Community, Device, DeviceState, Grid, User
 
 PASSWORD = "bench-password-1"
@@ -119,7 +120,7 @@ def device_rows(
 
 async def build_registry(url: str, devices: int, grids: int) -> None:
     database = Database(url)
-    await database.migrate()
+    await migrate(database)
     now_ms = int(time.time() * 1000)
     registered, states = device_rows(devices, grids, now_ms)
     communities = max(1, grids // 5)
@@ -324,7 +325,7 @@ async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
 
     from api.main import create_app
     from carewatch.runtime import NoBroker
-    from carewatch.settings import Settings
+    from core.settings import Settings
     from devices import registry
     from devices.access import Scope
 

@@ -25,7 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
-from tests.helpers import healthy, influx_query, wait_until
+from tests.support.influx import influx_query
+from tests.support.stack import healthy
+from tests.support.waiting import wait_until
 
 
 def make_payloads(folder: Path, devices: int, messages: int, start_ms: int) -> list[Path]:

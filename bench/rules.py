@@ -38,7 +38,7 @@ from rules.state import (
     decode_checkpoint,
     encode_checkpoint,
 )
-from simulators.replay import (
+from tests.support.replay import (
     SEED,
     DayPlan,
     Replayed,

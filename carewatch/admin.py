@@ -33,11 +33,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.security import hash_password, new_device_password
-from carewatch.settings import MqttTarget, Settings
+from carewatch.migrations import migrate
+from core.db import Database
+from core.secrets import hash_password, new_device_password
+from core.settings import MqttTarget, Settings
 from devices import registry
 from devices.access import Role, Scope
-from devices.db import Database
 from devices.importer import (
     DeviceRow,
     ImportFileError,
@@ -177,7 +178,7 @@ def _safe(url: str) -> str:
 async def _migrate(url: str) -> int:
     database = Database(url)
     try:
-        await database.migrate()
+        await migrate(database)
     finally:
         await database.dispose()
     _say(f"数据库已是最新结构 / registry schema is up to date: {_safe(url)}")
@@ -240,7 +241,7 @@ async def _store_user(
 ) -> int:
     database = Database(url)
     try:
-        await database.migrate()
+        await migrate(database)
         async with database.sessions() as session:
             if await session.scalar(select(User.id).where(User.username == username)):
                 raise _Refused(f"用户名 {username} 已存在", f"user {username!r} exists")
@@ -302,7 +303,7 @@ async def _registry(url: str, *, dry_run: bool) -> AsyncIterator[SessionFactory]
     if not dry_run:
         database = Database(url)
         try:
-            await database.migrate()
+            await migrate(database)
             yield database.sessions
         finally:
             await database.dispose()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from carewatch.logs import configure_logging
 from carewatch.runtime import run_service
-from carewatch.settings import load_settings
+from core.logs import configure_logging
+from core.settings import load_settings
 
 log = logging.getLogger("carewatch")
 

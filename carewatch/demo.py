@@ -22,13 +22,14 @@ from pathlib import Path
 from sqlalchemy import select
 
 from alerts.service import AlertService
-from api.security import hash_password
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
+from carewatch.migrations import migrate
 from carewatch.runtime import serve
-from carewatch.settings import MqttTarget, Settings
+from core.db import Database
+from core.secrets import hash_password
+from core.settings import MqttTarget, Settings
 from devices import registry
 from devices.access import Role, Scope
-from devices.db import Database
 from devices.tables import User
 from ingest.service import IngestService
 from simulators.credentials import derive_password
@@ -247,7 +248,7 @@ async def _run(
         }
     )
     database = Database(service_settings.database_url_resolved)
-    await database.migrate()
+    await migrate(database)
     await _register_fleet(database, devices)
     alerts = AlertService(service_settings, database)
     service = IngestService(service_settings, database=database, finding_sinks=[alerts])

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from carewatch.settings import MqttTarget
+from core.settings import MqttTarget
 from devices.dynsec_bootstrap import ADMIN_USER, find_plugin, write_config
 from devices.provisioning import DynsecProvisioner
 

@@ -13,10 +13,11 @@ import uvicorn
 
 from alerts.service import AlertService
 from api.main import create_app
-from carewatch.settings import MqttTarget, Settings
-from devices.db import Database
+from carewatch.migrations import migrate
+from core.db import Database
+from core.influx import InfluxClient
+from core.settings import MqttTarget, Settings
 from devices.provisioning import BrokerProvisioner, DynsecProvisioner, ProvisioningError
-from ingest.influx import InfluxClient
 from ingest.service import IngestService
 
 log = logging.getLogger("carewatch")
@@ -60,7 +61,7 @@ def provisioner_for(settings: Settings) -> BrokerProvisioner:
 async def run_service(settings: Settings, stop: asyncio.Event, *, ingest: bool) -> None:
     """`carewatch run` / `ingest` / `api`: the registry, then ingest (when asked) and the API."""
     database = Database(settings.database_url_resolved)
-    await database.migrate()
+    await migrate(database)
     alerts: AlertService | None = None
     try:
         if settings.alerts.enabled:

@@ -11,8 +11,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from devices.models import Category, Kind
-from devices.topics import DEVICE_ID_RE
+from protocol.models import Category, Kind
+from protocol.topics import DEVICE_ID_RE
 
 
 @dataclass(frozen=True, slots=True)

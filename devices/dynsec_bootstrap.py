@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from devices.topics import DEVICE_ID_RE
+from protocol.topics import DEVICE_ID_RE
 
 __all__ = [
     "ADMIN_ROLE",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
 from devices.dynsec_bootstrap import RESERVED_USERNAMES
-from devices.topics import DEVICE_ID_RE
+from protocol.topics import DEVICE_ID_RE
 
 __all__ = [
     "CATEGORIES",

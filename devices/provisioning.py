@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol, Self
 
 import aiomqtt
 
-from carewatch.settings import MqttTarget
+from core.settings import MqttTarget
 from devices.dynsec_bootstrap import (
     CONTROL_TOPIC,
     RESPONSE_TOPIC,

@@ -28,7 +28,7 @@ from devices.tables import (
     User,
     Visit,
 )
-from devices.topics import DEVICE_ID_RE
+from protocol.topics import DEVICE_ID_RE
 
 # How often each service need asks for a visit.
 NEED_PERIODS: Final = {

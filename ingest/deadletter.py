@@ -15,7 +15,7 @@ from typing import Final
 
 import msgspec
 
-from devices.models import Rejection
+from protocol.models import Rejection
 
 PAYLOAD_KEEP: Final = 1024
 log = logging.getLogger(__name__)

@@ -23,13 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from devices.decode import Decoder
-from devices.models import Reading, Rejection, StatusChange
 from ingest.deadletter import DeadLetters
 from ingest.exceptions import SpoolError
-from ingest.lineprotocol import LineEncoder
 from ingest.metrics import IngestMetrics
+from ingest.points import LineEncoder
 from ingest.status import DeviceStatusBook
+from protocol.decode import Decoder
+from protocol.models import Reading, Rejection, StatusChange
 
 log = logging.getLogger(__name__)
 

@@ -7,21 +7,22 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from carewatch.settings import Settings
-from devices.db import Database
-from devices.decode import Decoder
+from core.db import Database
+from core.influx import InfluxClient
+from core.settings import Settings
 from devices.directory import load_devices_csv
-from devices.topics import SUBSCRIPTION
 from ingest.deadletter import DeadLetters
-from ingest.influx import InfluxClient
-from ingest.lineprotocol import LineEncoder
 from ingest.metrics import IngestMetrics
-from ingest.mqtt import MqttSubscriber, SessionOptions
+from ingest.mqtt import MqttSubscriber
 from ingest.pipeline import Ingester, ReadingConsumer
+from ingest.points import LineEncoder
 from ingest.spool import Spool
 from ingest.statesync import DeviceStateSync
 from ingest.status import DeviceStatusBook
 from ingest.writer import TelemetryWriter
+from protocol.codec import SessionOptions
+from protocol.decode import Decoder
+from protocol.topics import SUBSCRIPTION
 from rules.findings import FindingLog, FindingSink
 from rules.service import RuleService
 

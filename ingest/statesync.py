@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
-from devices.db import Database
+from core.db import Database
 from devices.tables import DeviceState as DeviceStateRow
 from ingest.status import DeviceState, DeviceStatusBook, Telemetry
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from devices.models import (
+from protocol.models import (
     BinTelemetry,
     Kind,
     Reading,

@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 
+from core.influx import InfluxClient
 from ingest.exceptions import InfluxWriteError
-from ingest.influx import InfluxClient
 from ingest.metrics import IngestMetrics
 from ingest.spool import Spool
 

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from carewatch.durations import parse_duration
+from core.durations import parse_duration
 from rules.findings import Severity
 
 DEFAULT_FILE: Final = Path(__file__).with_name("default.toml")

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from devices.db import Database
+from core.db import Database
 from devices.directory import DeviceInfo
-from devices.models import Category, Kind
 from devices.tables import Building, Device, DeviceBinding, Grid, Resident
+from protocol.models import Category, Kind
 from rules.config import Limits, RuleSet
 
 

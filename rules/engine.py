@@ -20,7 +20,7 @@ from typing import Final
 
 import numpy as np
 
-from devices.models import (
+from protocol.models import (
     BinEvent,
     BinTelemetry,
     Kind,

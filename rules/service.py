@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from carewatch.settings import Settings
-from devices.db import Database
+from core.db import Database
+from core.settings import Settings
 from devices.directory import load_devices_csv
-from devices.models import Reading, StatusChange
+from protocol.models import Reading, StatusChange
 from rules.config import RulesError, RuleSet, load_rules
 from rules.context import (
     Profile,

@@ -6,7 +6,7 @@ names the fleet. Live parts: `run_fleet` (one MQTT client per device, or shared
 connections) and `run_load` (as fast as the broker acknowledges).
 """
 
-from carewatch.durations import parse_duration
+from core.durations import parse_duration
 from simulators.credentials import derive_password
 from simulators.device import DeviceSimulator, build_simulators, iter_payloads, simulate
 from simulators.exceptions import (

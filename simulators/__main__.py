@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from carewatch.settings import load_settings
+from core.settings import load_settings
 from simulators.cli import add_arguments, main
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Final, TextIO
 
-from carewatch.durations import parse_duration
-from carewatch.settings import MqttTarget, Settings
+from core.durations import parse_duration
+from core.settings import MqttTarget, Settings
 from simulators import scenarios
 from simulators.exceptions import DurationError, SimulatorError
 from simulators.fleet import run_fleet

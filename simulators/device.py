@@ -16,8 +16,8 @@ from typing import Final
 
 import msgspec
 
-from devices.models import Category, Channel, Kind
-from devices.topics import device_topic
+from protocol.models import Category, Channel, Kind
+from protocol.topics import device_topic
 from simulators import scenarios
 from simulators.manifest import CATEGORIES, build_fleet, rng_for
 from simulators.models import DeviceSpec, FleetConfig, Incident, Message, Scenario

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from carewatch.durations import DurationError
+from core.durations import DurationError
 
 __all__ = ["ConfigError", "DurationError", "LinkDown", "ScenarioError", "SimulatorError"]
 

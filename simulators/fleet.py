@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from carewatch.settings import MqttTarget
-from devices.models import Channel
-from devices.topics import device_topic
+from core.settings import MqttTarget
+from protocol.models import Channel
+from protocol.topics import device_topic
 from simulators.credentials import derive_password
 from simulators.device import DeviceSimulator, build_simulators
 from simulators.exceptions import LinkDown

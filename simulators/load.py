@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from carewatch.settings import MqttTarget
+from core.settings import MqttTarget
 from simulators.device import DeviceSimulator, build_simulators
 from simulators.exceptions import LinkDown, SimulatorError
 from simulators.models import FleetConfig, FleetProgress, LoadReport

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from devices.models import Category, Kind
-from devices.topics import DEVICE_ID_RE
+from protocol.models import Category, Kind
+from protocol.topics import DEVICE_ID_RE
 from simulators.exceptions import ConfigError
 from simulators.models import DeviceSpec, FleetConfig, ManifestEntry
 

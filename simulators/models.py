@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from carewatch.durations import format_duration
-from devices.models import Category, Channel, Kind
+from core.durations import format_duration
+from protocol.models import Category, Channel, Kind
 
 DEFAULT_SECRET: Final = "carewatch-dev-secret"
 SECRET_ENV: Final = "CAREWATCH_DEVICE_SECRET"

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from carewatch.durations import parse_duration
-from devices.models import Kind
-from devices.topics import DEVICE_ID_RE
+from core.durations import parse_duration
+from protocol.models import Kind
+from protocol.topics import DEVICE_ID_RE
 from simulators.exceptions import DurationError, ScenarioError
 from simulators.models import DeviceSpec, Incident, Scenario
 

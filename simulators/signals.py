@@ -11,7 +11,7 @@ import math
 import random
 from typing import Final
 
-from devices.models import Category
+from protocol.models import Category
 
 CHINA_OFFSET_MS: Final = 8 * 3_600_000  # China has one time zone and no daylight saving
 DAY_START_H: Final = 7.0  # steps only increase from 07:00 ...

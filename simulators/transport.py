@@ -21,7 +21,7 @@ from typing import Final
 
 import aiomqtt
 
-from carewatch.settings import MqttTarget
+from core.settings import MqttTarget
 from simulators.exceptions import LinkDown
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import contextlib
 import ssl
 from typing import Final
 
-from carewatch.settings import MqttTarget
-from ingest.mqtt import encode_string, encode_varint
+from core.settings import MqttTarget
+from protocol.codec import encode_string, encode_varint
 from simulators.exceptions import LinkDown, SimulatorError
 
 _CONNECT: Final = 0x10

@@ -13,9 +13,17 @@ from pathlib import Path
 import pytest
 
 from carewatch.localstack import InfluxDB, Mosquitto, PostgreSQL
-from carewatch.settings import Settings
-from tests.conftest_types import StartIngest
-from tests.helpers import IngestProcess, ThreadedIngest
+from core.settings import Settings
+from tests.support.stack import IngestProcess, StartIngest, ThreadedIngest
+
+_INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder sets the tier: everything under tests/integration talks to real servers."""
+    for item in items:
+        if item.path.is_relative_to(_INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 def _unique_name(request: pytest.FixtureRequest) -> str:

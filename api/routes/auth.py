@@ -13,7 +13,7 @@ from api.deps import CurrentUser, SessionDep
 from api.errors import ApiError
 from api.schemas.common import ERRORS, Id
 from api.schemas.org import ApiKeyCreate, ApiKeyCreated, Token, UserPublic
-from api.security import create_access_token, new_api_key, verify_password
+from core.secrets import create_access_token, new_api_key, verify_password
 from devices.tables import ApiKey, User
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses={k: ERRORS[k] for k in (400, 401, 422)})

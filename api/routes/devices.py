@@ -21,7 +21,7 @@ from api.schemas.devices import (
     DeviceStatusPublic,
 )
 from api.schemas.residents import BindingPublic
-from api.security import new_device_password
+from core.secrets import new_device_password
 from devices import registry
 from devices.provisioning import ProvisioningError
 from devices.tables import DeviceBinding

@@ -19,7 +19,7 @@ from api.schemas.org import (
     UserCreate,
     UserPublic,
 )
-from api.security import hash_password
+from core.secrets import hash_password
 from devices import registry
 from devices.tables import Community, User
 

@@ -6,15 +6,11 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from carewatch.localstack import InfluxDB
-from ingest.influx import InfluxClient
+from core.influx import InfluxClient
 from rules.findings import Severity
-from tests.helpers import influx_query
 from tests.integration.test_alert_lifecycle import World
-
-pytestmark = pytest.mark.integration
+from tests.support.influx import influx_query
 
 
 def test_raised_acknowledged_and_resolved_are_charted_with_their_durations(

@@ -20,11 +20,13 @@ from sqlalchemy import select
 from alerts.channels import Channels, Delivery
 from alerts.service import AlertService
 from alerts.tables import ACKNOWLEDGED, FIRING, RESOLVED, Alert, AlertEvent, Notification
-from carewatch.settings import Settings
-from devices.db import Database
+from carewatch.migrations import migrate
+from core.db import Database
+from core.settings import Settings
 from devices.tables import EmergencyContact, Resident
 from rules.findings import Finding, Severity, SubjectKind
-from tests.helpers import NotificationReceiver, seed_care_grid
+from tests.support.receiver import NotificationReceiver
+from tests.support.seeds import seed_care_grid
 
 # 2026-06-01 10:00 Asia/Shanghai: daytime, outside quiet hours.
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
@@ -69,7 +71,7 @@ class World:
         )
 
     async def setup(self) -> None:
-        await self.database.migrate()
+        await migrate(self.database)
         async with self.database.sessions() as session, session.begin():
             care = await seed_care_grid(session)
             resident = Resident(

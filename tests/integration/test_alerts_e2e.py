@@ -28,34 +28,27 @@ from sqlalchemy import select
 from alerts.service import AlertService
 from alerts.tables import ACKNOWLEDGED, FIRING, Alert, AlertEvent, Notification
 from carewatch.localstack import HOST, InfluxDB, Mosquitto
-from carewatch.settings import MqttTarget, Settings
-from devices.db import Database
-from devices.tables import (
-    Building,
-    EmergencyContact,
-    Resident,
-)
+from carewatch.migrations import migrate
+from core.db import Database
+from core.settings import MqttTarget, Settings
+from devices.tables import Building, EmergencyContact, Resident
 from rules.findings import Finding, Severity, SubjectKind, read_findings
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
-from tests.conftest_types import StartIngest
-from tests.helpers import (
+from tests.support.receiver import NotificationReceiver as Receiver
+from tests.support.seeds import (
     DUTY_PHONE,
     SUPERVISOR_PHONE,
     WORKER_PHONE,
-    ThreadedIngest,
     bind_band,
     seed_care_grid,
-    stack_settings,
-    wait_until,
 )
-from tests.helpers import WORKER_WECHAT as WORKER_WECHAT_ID
-from tests.helpers import NotificationReceiver as Receiver
-
-pytestmark = pytest.mark.integration
+from tests.support.seeds import WORKER_WECHAT as WORKER_WECHAT_ID
+from tests.support.stack import StartIngest, ThreadedIngest, stack_settings
+from tests.support.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -98,7 +91,7 @@ async def register(url: str) -> Home:
     """One community, grid, worker, supervisor and resident with a son, and the band DEVICE."""
     database = Database(url)
     try:
-        await database.migrate()
+        await migrate(database)
         async with database.sessions() as session, session.begin():
             care = await seed_care_grid(session)
             building = Building(community_id=care.community_id, grid_id=care.grid_id, name="3栋")

@@ -6,11 +6,8 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from carewatch.localstack import HOST, Mosquitto
-
-pytestmark = pytest.mark.integration
 
 
 def _client(broker: Mosquitto, user: str, password: str, client_id: str) -> mqtt.Client:

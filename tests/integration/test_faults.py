@@ -5,19 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
-from tests.conftest_types import StartIngest, StartProcess
-from tests.helpers import (
-    StreamPublisher,
-    assert_nothing_lost,
-    healthy,
-    stack_settings,
-    wait_until,
-)
-
-pytestmark = pytest.mark.integration
+from tests.support.influx import assert_nothing_lost
+from tests.support.publishers import StreamPublisher
+from tests.support.stack import StartIngest, StartProcess, healthy, stack_settings
+from tests.support.waiting import wait_until
 
 
 def _env(broker: Mosquitto, influx_url: str, database: str, state: Path) -> dict[str, str]:

@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 
 from carewatch.localstack import HOST, InfluxDB, Mosquitto
-from carewatch.settings import MqttTarget
+from core.settings import MqttTarget
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet, write_manifest
 from simulators.models import FleetConfig
 from simulators.scenarios import parse_spec
-from tests.conftest_types import StartIngest
-from tests.helpers import influx_query, stack_settings, wait_until
+from tests.support.influx import influx_query
+from tests.support.stack import StartIngest, stack_settings
+from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 MEASUREMENTS = ("vitals", "wristband_event", "bin", "bin_deposit", "bin_event")
 

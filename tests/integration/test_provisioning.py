@@ -23,11 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from carewatch.localstack import HOST, free_port
-from carewatch.settings import MqttTarget
+from core.settings import MqttTarget
 from devices.dynsec_bootstrap import ADMIN_USER, find_plugin, write_config
 from devices.provisioning import DynsecProvisioner, ProvisioningError
-
-pytestmark = pytest.mark.integration
 
 ADMIN_PASSWORD = "admin-test-password-0001"
 SERVICE_PASSWORD = "service-test-password-01"

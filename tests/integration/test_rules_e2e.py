@@ -32,17 +32,15 @@ from pathlib import Path
 import pytest
 
 from carewatch.localstack import HOST, InfluxDB, Mosquitto
-from carewatch.settings import MqttTarget
+from core.settings import MqttTarget
 from rules.findings import Finding, Severity, read_findings
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet, write_manifest
 from simulators.models import DeviceSpec, FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
-from tests.conftest_types import StartIngest
-from tests.helpers import stack_settings, wait_until
-
-pytestmark = pytest.mark.integration
+from tests.support.stack import StartIngest, stack_settings
+from tests.support.waiting import wait_until
 
 PREFIX = "e2e-"
 WARNING, CRITICAL, INFO = Severity.WARNING, Severity.CRITICAL, Severity.INFO

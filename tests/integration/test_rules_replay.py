@@ -1,6 +1,6 @@
 """The recorded day of issue 4: a simulated fleet with known incidents, replayed through the rules.
 
-`simulators.replay` scripts a day (local midnight to midnight) of 1,000 wristbands
+`tests.support.replay` scripts a day (local midnight to midnight) of 1,000 wristbands
 and 100 bins at a 60 s interval with 54 incidents across every scenario,
 replays it through one `RuleEngine` (clock = the readings' ts, a tick every
 simulated 30 s) and matches the opening findings to the incidents. No broker
@@ -42,7 +42,7 @@ import pytest
 from rules.findings import Finding, Severity, SubjectKind
 from simulators.manifest import build_fleet
 from simulators.models import Scenario
-from simulators.replay import (
+from tests.support.replay import (
     DayPlan,
     ReplayReport,
     describe,

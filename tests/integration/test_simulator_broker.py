@@ -11,17 +11,15 @@ import aiomqtt
 import pytest
 
 from carewatch.localstack import Mosquitto
-from carewatch.settings import MqttTarget
-from devices.decode import Decoder
-from devices.models import Reading, StatusChange
+from core.settings import MqttTarget
+from protocol.decode import Decoder
+from protocol.models import Reading, StatusChange
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.load import run_load
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig
 from simulators.scenarios import parse_spec
-
-pytestmark = pytest.mark.integration
 
 SECRET = "integration-secret"
 

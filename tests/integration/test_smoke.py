@@ -7,13 +7,11 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from carewatch.localstack import InfluxDB, Mosquitto
-from tests.conftest_types import StartIngest
-from tests.helpers import count_by_device, stack_settings, wait_until
-
-pytestmark = pytest.mark.integration
+from tests.support.influx import count_by_device
+from tests.support.stack import StartIngest, stack_settings
+from tests.support.waiting import wait_until
 
 
 def _publisher(broker: Mosquitto) -> mqtt.Client:
@@ -105,7 +103,7 @@ def test_status_channel_and_http_endpoints(
     assert state.online is False and state.status_since_ms is not None
     wait_until(lambda: service.metrics.mqtt_connected, 5, "the health flag")
     from carewatch.runtime import NoBroker
-    from devices.db import Database
+    from core.db import Database
 
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
     client = TestClient(

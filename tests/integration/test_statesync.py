@@ -21,14 +21,13 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Connection
 
 from carewatch.localstack import PostgreSQL
-from devices.db import Database
-from devices.decode import Decoder
-from devices.models import Reading, StatusChange
+from carewatch.migrations import migrate
+from core.db import Database
 from devices.tables import DeviceState as DeviceStateRow
 from ingest.statesync import DeviceStateSync
 from ingest.status import DeviceStatusBook
-
-pytestmark = pytest.mark.integration
+from protocol.decode import Decoder
+from protocol.models import Reading, StatusChange
 
 NOW = 1_780_000_000_000  # epoch ms; the decoder checks ts against it
 
@@ -76,7 +75,7 @@ async def rows(db: Database) -> dict[str, DeviceStateRow]:
 
 async def migrated(url: str) -> Database:
     db = Database(url)
-    await db.migrate()
+    await migrate(db)
     return db
 
 

@@ -1,0 +1,68 @@
+"""One care registry for the alert tests and benchmarks: a grid, its people, a bound wristband."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+
+WORKER_PHONE = "13900000001"  # 王芳, the grid worker (WeChat `wangfang`)
+WORKER_WECHAT = "wangfang"
+SUPERVISOR_PHONE = "13900000002"  # 李站长, the grid's supervisor
+DUTY_PHONE = "13900000003"  # the community's duty centre
+
+
+@dataclass(frozen=True)
+class CareGrid:
+    community_id: int
+    grid_id: int
+
+
+async def seed_care_grid(session: AsyncSession) -> CareGrid:
+    """One community (幸福小区, with a duty centre) and one grid with its worker and supervisor."""
+    from devices.tables import Community, Grid, User
+
+    community = Community(name="幸福小区", duty_phone=DUTY_PHONE)
+    session.add(community)
+    await session.flush()
+    worker = User(
+        username="wangfang",
+        full_name="王芳",
+        phone=WORKER_PHONE,
+        wechat=WORKER_WECHAT,
+        role="grid_worker",
+        password_hash="x",
+    )
+    boss = User(
+        username="lizhang",
+        full_name="李站长",
+        phone=SUPERVISOR_PHONE,
+        role="supervisor",
+        password_hash="x",
+        community_id=community.id,
+    )
+    session.add_all([worker, boss])
+    await session.flush()
+    grid = Grid(community_id=community.id, name="一网格", supervisor_id=boss.id)
+    grid.workers.append(worker)
+    session.add(grid)
+    await session.flush()
+    return CareGrid(community.id, grid.id)
+
+
+async def bind_band(session: AsyncSession, device_id: str, resident_id: int, grid_id: int) -> None:
+    """Register a wristband and bind it (since yesterday) to a resident."""
+    from devices.tables import Device, DeviceBinding
+
+    session.add(Device(id=device_id, kind="wristband", grid_id=grid_id, interval_s=60))
+    await session.flush()
+    since = datetime.now(UTC) - timedelta(days=1)
+    session.add(DeviceBinding(device_id=device_id, resident_id=resident_id, start=since))
+
+
+# -- a stand-in for the SMS and WeChat providers ----------------------------------------------

@@ -1,0 +1,79 @@
+"""The one settings class: environment, TOML file, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from carewatch.cli import main
+from core.settings import Settings
+
+
+def test_defaults_match_the_design_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CAREWATCH_MQTT_URL", "CAREWATCH_INFLUX_URL", "CAREWATCH_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.mqtt_url == "mqtt://127.0.0.1:1883"
+    assert settings.influx_url == "http://127.0.0.1:8086"
+    assert settings.influx_database == "carewatch"
+    assert settings.http_listen == "127.0.0.1:8000"
+    assert settings.state_dir == Path("./var")
+    assert settings.database_url_resolved.startswith("sqlite+aiosqlite:///")
+
+
+def test_environment_and_nested_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREWATCH_MQTT_URL", "mqtts://dev%40x:p%3Ass@broker.local")
+    monkeypatch.setenv("CAREWATCH_INGEST__BATCH_SIZE", "123")
+    monkeypatch.setenv("CAREWATCH_MQTT_SHARE_GROUP", "carewatch")
+    settings = Settings()
+    mqtt = settings.mqtt
+    assert (mqtt.host, mqtt.port, mqtt.tls) == ("broker.local", 8883, True)
+    assert (mqtt.username, mqtt.password) == ("dev@x", "p:ss")
+    assert settings.ingest.batch_size == 123
+    assert settings.mqtt_share_group == "carewatch"
+
+
+def test_toml_file_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "carewatch.toml"
+    config.write_text(
+        'influx_database = "from_file"\nhttp_listen = "127.0.0.1:9000"\n'
+        "[ingest]\nflush_interval = 0.5\n"
+    )
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(config))
+    monkeypatch.setenv("CAREWATCH_HTTP_LISTEN", "127.0.0.1:9100")
+    settings = Settings()
+    assert settings.influx_database == "from_file"
+    assert settings.ingest.flush_interval == 0.5
+    assert settings.http_host_port == ("127.0.0.1", 9100)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("CAREWATCH_MQTT_URL", "http://x", "mqtt://user:pass@host:1883"),
+        ("CAREWATCH_HTTP_LISTEN", "8000", "host:port"),
+        ("CAREWATCH_INGEST__BATCH_SIZE", "0", "batch_size"),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=says):
+        Settings()
+
+
+def test_cli_reports_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAREWATCH_MQTT_URL", "ftp://nowhere")
+    assert main(["ingest"]) == 2
+    assert "bad configuration" in capsys.readouterr().err
+
+
+def test_missing_config_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREWATCH_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(FileNotFoundError, match=r"nope\.toml"):
+        Settings()

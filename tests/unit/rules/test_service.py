@@ -1,0 +1,162 @@
+"""RuleService: the engine's life in the ingest process (checkpoints, reloads, sinks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings
+from protocol.models import Kind, Reading, WristbandEvent, WristbandTelemetry
+from rules.findings import Finding, FindingLog, read_findings
+from rules.service import RuleService
+
+T0 = 1_780_279_200_000  # 2026-06-01 10:00 Asia/Shanghai
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class ListSink:
+    def __init__(self, fail: int = 0) -> None:
+        self.findings: list[Finding] = []
+        self.fail = fail
+
+    async def publish(self, findings: list[Finding]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("the alert store is down")
+        self.findings.extend(findings)
+
+
+def settings(tmp_path: Path, rules_file: Path | None = None) -> Settings:
+    return Settings(state_dir=tmp_path / "state", rules={"file": rules_file})
+
+
+def hr(device: str, ts: int, value: float) -> Reading:
+    return Reading(device, Kind.WRISTBAND, WristbandTelemetry(ts=ts, hr=value, worn=True))
+
+
+def fall(device: str, ts: int) -> Reading:
+    return Reading(device, Kind.WRISTBAND, WristbandEvent(ts=ts, type="fall", confidence=0.9))
+
+
+async def judge(service: RuleService, item: Reading) -> None:
+    """What the ingester does with a chunk of one reading: handle it, then settle."""
+    await service.handle(item)
+    await service.settle()
+
+
+def opened(findings: list[Finding], rule: str) -> list[Finding]:
+    return [f for f in findings if f.rule == rule and f.active]
+
+
+def test_a_sustained_clock_and_a_latched_fall_survive_a_restart(tmp_path: Path) -> None:
+    async def run() -> None:
+        clock = Clock()
+        sink = ListSink()
+        first = RuleService(settings(tmp_path), [sink], clock=clock)
+        await first.start()
+        await judge(first, fall("w1", T0))
+        for minute in range(3):  # 3 of the 5 minutes hr_high needs
+            clock.now = T0 + minute * 60_000
+            await judge(first, hr("w1", clock.now, 140))
+        first.checkpoint()
+
+        clock.now += 60_000
+        second = RuleService(settings(tmp_path), [sink], clock=clock)
+        await second.start()
+        for minute in range(3, 6):
+            clock.now = T0 + minute * 60_000
+            await judge(second, hr("w1", clock.now, 140))
+        # Restarting did not restart the clock: five minutes after the first high reading.
+        (finding,) = opened(sink.findings, "hr_high")
+        assert finding.since == T0
+        # The fall is still latched: the same event again is a redelivery, not a new fall.
+        await judge(second, fall("w1", T0))
+        assert len(opened(sink.findings, "fall")) == 1
+        assert await second.resolve("w1", "fall")
+        assert [f.active for f in sink.findings if f.rule == "fall"] == [True, False]
+
+    asyncio.run(run())
+
+
+def test_an_unreadable_checkpoint_is_kept_aside_and_the_service_starts_fresh(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        service = RuleService(settings(tmp_path), [ListSink()], clock=Clock())
+        service.checkpoint_path.parent.mkdir(parents=True)
+        service.checkpoint_path.write_bytes(b"\x00not msgpack")
+        await service.start()
+        assert not service.checkpoint_path.exists()
+        assert service.checkpoint_path.with_suffix(".bad").exists()
+        assert service.engine.wristbands == {}
+
+    asyncio.run(run())
+
+
+def test_a_bad_rules_file_stops_the_start_with_the_key_named(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[threshold.hr_high]\nfor = "five minutes"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"threshold\.hr_high\.for"):
+        RuleService(settings(tmp_path, path), [ListSink()])
+
+
+def test_reload_applies_a_good_file_and_keeps_the_rules_on_a_bad_one(tmp_path: Path) -> None:
+    async def run() -> None:
+        path = tmp_path / "rules.toml"
+        path.write_text("[threshold.hr_high]\nabove = 130\nclear_at = 120\n", encoding="utf-8")
+        clock = Clock()
+        sink = ListSink()
+        service = RuleService(settings(tmp_path, path), [sink], clock=clock)
+        await service.start()
+        assert service.rules.default.thresholds[0].limit == 130
+        await judge(service, hr("w1", T0, 140))  # a pending run, kept across reloads
+
+        path.write_text("[threshold.hr_high]\nabove = 125\nclear_at = 115\n", encoding="utf-8")
+        os.utime(path, (1, 1))
+        assert service.reload_if_changed()
+        assert service.rules.default.thresholds[0].limit == 125
+
+        path.write_text("[threshold.hr_high]\nabove = 'high'\n", encoding="utf-8")
+        os.utime(path, (2, 2))
+        assert not service.reload_if_changed()
+        assert service.rules.default.thresholds[0].limit == 125
+
+        clock.now = T0 + 300_000
+        await judge(service, hr("w1", clock.now, 140))
+        (finding,) = opened(sink.findings, "hr_high")
+        assert finding.since == T0 and finding.limit == 125
+
+    asyncio.run(run())
+
+
+def test_a_failing_sink_holds_the_reading_until_it_takes_the_finding(tmp_path: Path) -> None:
+    async def run() -> None:
+        sink = ListSink(fail=2)
+        service = RuleService(settings(tmp_path), [sink], clock=Clock())
+        await service.start()
+        await asyncio.wait_for(judge(service, fall("w1", T0)), 5)
+        assert service.sink_errors == 2
+        assert [f.rule for f in sink.findings] == ["fall"]
+
+    asyncio.run(run())
+
+
+def test_the_finding_log_is_json_lines_read_back_whole(tmp_path: Path) -> None:
+    async def run() -> None:
+        log = FindingLog(tmp_path / "findings.jsonl")
+        service = RuleService(settings(tmp_path), [log], clock=Clock())
+        await judge(service, fall("w1", T0))
+        (finding,) = read_findings(tmp_path / "findings.jsonl")
+        assert (finding.rule, finding.subject, finding.latched) == ("fall", "w1", True)
+
+    asyncio.run(run())
