@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from core.lineprotocol import fields_of, field_string, tag_string
+from core.lineprotocol import field_string, fields_of, tag_string
 from devices.directory import DeviceInfo
 from protocol.models import (
     READING_FIELDS,
