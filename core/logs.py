@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 
 import msgspec
 
+from core.phones import mask_phone
+
 _encoder = msgspec.json.Encoder()
-# Chinese mobile numbers (with or without +86) and landlines: personal data, never logged whole.
-_PHONE = re.compile(
-    r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)"  # mobile
-    r"|(?<!\d)(0\d{2,3}-?)\d{4}(\d{3,4})(?!\d)"  # landline with area code
-)
-
-
-def mask_phone(text: str) -> str:
-    """138****8000 for every phone number in the text."""
-
-    def repl(match: re.Match[str]) -> str:
-        if match.group(1):
-            return f"{match.group(1)}****{match.group(3)}"
-        return f"{match.group(4)}****{match.group(5)}"
-
-    return _PHONE.sub(repl, text)
-
-
 def mask_name(name: str) -> str:
     """张** for 张建国: enough for a grid worker to recognise, not to identify."""
     return name[:1] + "*" * max(len(name) - 1, 1) if name else name

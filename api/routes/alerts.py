@@ -41,7 +41,7 @@ from api.schemas.alerts import (
     StateFilter,
 )
 from api.schemas.common import ERRORS, Id, Offset, Page, QueryId
-from core.logs import mask_phone
+from core.phones import mask_phone
 from devices.access import Role, Scope
 from devices.tables import Grid, Resident
 
