@@ -23,7 +23,8 @@ from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from core.logs import mask_name, mask_phone
+from core.logs import mask_name
+from core.phones import mask_phone
 
 __all__ = [
     "DEFAULT_TZ",

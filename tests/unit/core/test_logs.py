@@ -8,7 +8,8 @@ import logging
 
 import pytest
 
-from core.logs import JsonFormatter, PersonalDataFilter, mask_name, mask_phone
+from core.logs import JsonFormatter, PersonalDataFilter, mask_name
+from core.phones import mask_phone
 
 
 @pytest.mark.parametrize(
