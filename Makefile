@@ -39,6 +39,7 @@ test: system-deps venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 demo: system-deps venv
 	$(BIN)/carewatch demo

@@ -2,8 +2,8 @@
 
 apprise reports a failed service as a bare False and swallows plugin exceptions;
 `Channels.send` turns its per-service result and the warnings captured during the
-attempt into a `Delivery` whose detail can go on the alert's timeline. Retries and
-falling back to another channel are the dispatcher's business, not this module's.
+attempt into a `Delivery`: whether it went, whether trying again could help, and a
+detail for the alert's timeline. Retrying and falling back are the dispatcher's.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import apprise
 from apprise.manager_plugins import NotificationManager
 from apprise.result import AppriseResult, AppriseResultStatus
 
-from alerts.sms_aliyun import NotifyAliyunSMS
-from alerts.sms_tencent import NotifyTencentSMS
+from alerts.exceptions import ChannelTemplateError
+from alerts.sms.aliyun import NotifyAliyunSMS
+from alerts.sms.tencent import NotifyTencentSMS
+from core.phones import mask_phone
 
 __all__ = [
     "ChannelTemplateError",
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 
 PLUGINS: Final = (NotifyAliyunSMS, NotifyTencentSMS)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_PHONE = re.compile(r"(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 _DETAIL_MAX: Final = 500
 _MIN_CREDENTIAL: Final = 6
 _LOUD: Final = frozenset({"WARNING", "ERROR", "CRITICAL"})
@@ -43,14 +44,16 @@ _LOUD: Final = frozenset({"WARNING", "ERROR", "CRITICAL"})
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The outcome of one send: delivered or not, and a detail for the timeline (no secrets)."""
+    """The outcome of one send: delivered or not, and a detail for the timeline (no secrets).
+
+    `recoverable` (of a failure): whether the same channel may work if tried again (a
+    timeout, a 5xx, a rate limit), or never will (a URL apprise refuses, a number or a
+    template the provider rejects), when only the person's next channel can help.
+    """
 
     ok: bool
     detail: str
-
-
-class ChannelTemplateError(ValueError):
-    """A channel URL template names a placeholder the person has no value for."""
+    recoverable: bool = True
 
 
 def _registry() -> NotificationManager:
@@ -99,7 +102,7 @@ def redact(text: str, url: str) -> str:
     """`text` without the URL's keys and tokens, mainland mobile numbers masked."""
     for secret in _secrets(url):
         text = text.replace(secret, "****")
-    return _PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
+    return mask_phone(text)
 
 
 def check_url(url: str) -> str | None:
@@ -156,16 +159,16 @@ class Channels:
         sender = apprise.Apprise()
         if not sender.add(url):
             reason = check_url(url) or f"apprise does not accept this URL: {_scheme(url)}"
-            return Delivery(False, reason)
+            return Delivery(False, reason, recoverable=False)
         try:
             result = await sender.async_notify(title=title, body=body, timeout=self.timeout)
         except Exception as exc:  # apprise should not raise; if it does, this channel failed
             detail = redact(f"apprise raised {type(exc).__name__}: {exc}", url)
             log.warning("%s URL: %s", _scheme(url), detail)  # no traceback: it may hold the URL
             return Delivery(False, detail)
-        return self._delivery(result, url)
+        return self._delivery(result, url, sender[0])
 
-    def _delivery(self, result: AppriseResult, url: str) -> Delivery:
+    def _delivery(self, result: AppriseResult, url: str, plugin: object) -> Delivery:
         services = result.results
         if not services:
             return Delivery(False, f"apprise notified nothing ({result.status.name})")
@@ -178,4 +181,7 @@ class Channels:
         logs = service.attempts[-1].logs if service.attempts else []
         messages = [entry.message for entry in logs if entry.level in _LOUD]
         detail = "; ".join(dict.fromkeys(messages)) or f"{service.name}: failed, no reason given"
-        return Delivery(False, redact(detail, url)[:_DETAIL_MAX])
+        # Our SMS plugins know a rejected number from a busy provider; apprise's own plugins
+        # say neither, so their failures are worth another try.
+        recoverable = getattr(plugin, "failure_recoverable", True)
+        return Delivery(False, redact(detail, url)[:_DETAIL_MAX], recoverable=recoverable)

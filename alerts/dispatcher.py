@@ -1,15 +1,7 @@
 """The dispatcher: sends what the outbox owes, retries, falls back, and climbs the ladder.
 
-Each pass claims due notifications (`pending` -> `sending`, committed before
-anything is sent, so two dispatchers never send the same row), sends them
-concurrently through apprise, and records the result on the row and in the
-alert's timeline. A failure is retried with backoff; after `retry_attempts`
-the person's next channel is queued (SMS down -> WeChat, and the reverse).
-
-A crash between claiming and recording leaves rows in `sending`. At start they
-become `uncertain` and are not sent again (the provider may have delivered
-them: a step never reaches a person twice); the alert's next reminder reaches
-the same people anyway, since the ladder keeps running until someone answers.
+Claims before it sends, so a row is never sent twice; a crash mid-send leaves it
+`uncertain` (docs/alerts.md, "No loss, no repeats").
 """
 
 from __future__ import annotations
@@ -23,8 +15,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts import decisions
 from alerts.channels import Channels, Delivery, channel_url
-from alerts.lifecycle import ACK_STEP, AlertBook, utcnow
+from alerts.decisions import FailureOutcome
+from alerts.lifecycle import AlertBook, utcnow
+from alerts.outbox import ACK_STEP
 from alerts.tables import FIRING, Alert, AlertEvent, Notification
 from core.db import Database
 from core.settings import AlertsTuning
@@ -37,6 +32,8 @@ _CONCURRENCY = 16
 
 @dataclass(slots=True)
 class DispatchMetrics:
+    """Counters for /metrics."""
+
     sent: int = 0
     failed: int = 0
     fallbacks: int = 0
@@ -46,6 +43,8 @@ class DispatchMetrics:
 
 
 class Dispatcher:
+    """Sends due notifications, records how it went, and walks the ladder of due alerts."""
+
     def __init__(
         self,
         database: Database,
@@ -66,6 +65,7 @@ class Dispatcher:
         self._limit = asyncio.Semaphore(_CONCURRENCY)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Pass after pass until `stop`: at once when woken, else every `dispatch_interval`."""
         await self.recover()
         while not stop.is_set():
             try:
@@ -152,7 +152,7 @@ class Dispatcher:
         try:
             url = self._url(channel, target)
         except ValueError as exc:  # a template that does not fit this person's target
-            return Delivery(False, f"cannot build the {channel} address: {exc}")
+            return Delivery(False, f"cannot build the {channel} address: {exc}", recoverable=False)
         if isinstance(url, Delivery):
             return url
         async with self._limit:
@@ -163,18 +163,19 @@ class Dispatcher:
                 return Delivery(False, f"{type(exc).__name__}: {exc}")
 
     def _url(self, channel: str, target: str) -> str | Delivery:
+        """The apprise URL of one person's channel, or why there is none (no retry helps)."""
         tuning = self.tuning
         if channel == "sms":
             if not tuning.sms_url:
-                return Delivery(False, "no SMS provider: set CAREWATCH_ALERTS__SMS_URL")
+                return _permanent("no SMS provider: set CAREWATCH_ALERTS__SMS_URL")
             return channel_url(tuning.sms_url, phone=target)
         if channel == "wechat":
             if "://" in target:
                 return target
             if not tuning.wechat_url:
-                return Delivery(False, "no WeChat sender: set CAREWATCH_ALERTS__WECHAT_URL")
+                return _permanent("no WeChat sender: set CAREWATCH_ALERTS__WECHAT_URL")
             return channel_url(tuning.wechat_url, wechat=target)
-        return Delivery(False, f"unknown channel {channel!r}")
+        return _permanent(f"unknown channel {channel!r}")
 
     async def _record(
         self,
@@ -182,7 +183,6 @@ class Dispatcher:
         results: list[Delivery],
     ) -> None:
         now = self.clock()
-        metrics = self.metrics
         async with self.database.sessions() as session, session.begin():
             for (row_id, channel, _, _, _, attempts), delivery in zip(
                 claimed, results, strict=True
@@ -190,29 +190,15 @@ class Dispatcher:
                 row = await session.get(Notification, row_id)
                 if row is None:
                     continue
-                event = "notified" if delivery.ok else "failed"
                 if delivery.ok:
-                    row.state = "sent"
-                    row.sent_at = now
-                    metrics.sent += 1
-                    metrics.by_channel[channel] = metrics.by_channel.get(channel, 0) + 1
+                    event = self._delivered(row, channel, now)
                 else:
-                    metrics.failed += 1
-                    row.last_error = delivery.detail[:500]
-                    if not await self._still_wanted(session, row):
-                        # Answered or resolved meanwhile: no retry, no fallback.
-                        row.state = "cancelled"
-                    elif attempts < self.tuning.retry_attempts:
-                        row.state = "pending"
-                        backoff = self.tuning.retry_backoff * 2 ** (attempts - 1)
-                        row.due_at = now + timedelta(seconds=backoff)
-                    else:
-                        row.state = "failed"
-                        if row.fallback:
-                            event = "fallback"
-                            metrics.fallbacks += 1
-                            self._fall_back(session, row, now)
+                    event = await self._failed(session, row, delivery, attempts, now)
                 if row.alert_id is not None:
+                    detail: dict[str, object] = {"step": row.step, "kind": row.kind}
+                    detail["attempt"] = attempts
+                    if not delivery.ok:
+                        detail["error"] = delivery.detail[:200]
                     session.add(
                         AlertEvent(
                             alert_id=row.alert_id,
@@ -220,14 +206,49 @@ class Dispatcher:
                             kind=event,
                             channel=channel,
                             recipient=row.recipient_name,
-                            detail={
-                                "step": row.step,
-                                "kind": row.kind,
-                                "attempt": attempts,
-                                **({} if delivery.ok else {"error": delivery.detail[:200]}),
-                            },
+                            detail=detail,
                         )
                     )
+
+    def _delivered(self, row: Notification, channel: str, now: datetime) -> str:
+        row.state = "sent"
+        row.sent_at = now
+        self.metrics.sent += 1
+        self.metrics.by_channel[channel] = self.metrics.by_channel.get(channel, 0) + 1
+        return "notified"
+
+    async def _failed(
+        self,
+        session: AsyncSession,
+        row: Notification,
+        delivery: Delivery,
+        attempts: int,
+        now: datetime,
+    ) -> str:
+        """Retry, fall back or give up (decisions.after_failure); the timeline's event kind."""
+        self.metrics.failed += 1
+        row.last_error = delivery.detail[:500]
+        decision = decisions.after_failure(
+            attempts=attempts,
+            recoverable=delivery.recoverable,
+            still_wanted=await self._still_wanted(session, row),
+            has_fallback=bool(row.fallback),
+            now=now,
+            policy=self.book.policy,
+        )
+        if decision.outcome is FailureOutcome.CANCEL:
+            row.state = "cancelled"  # answered or resolved meanwhile
+        elif decision.outcome is FailureOutcome.RETRY:
+            assert decision.retry_at is not None
+            row.state = "pending"
+            row.due_at = decision.retry_at
+        else:
+            row.state = "failed"
+            if decision.outcome is FailureOutcome.FALL_BACK:
+                self.metrics.fallbacks += 1
+                self._fall_back(session, row, now)
+                return "fallback"
+        return "failed"
 
     async def _still_wanted(self, session: AsyncSession, row: Notification) -> bool:
         if row.alert_id is None or row.step >= ACK_STEP:
@@ -260,11 +281,8 @@ class Dispatcher:
     async def _digest_due(self) -> int:
         """Once a day at `digest_at`: each grid's information-level alerts of the last day."""
         now = self.clock()
-        local = now.astimezone(self.book.zone)
-        hours, _, minutes = self.tuning.digest_at.partition(":")
-        at = local.replace(hour=int(hours), minute=int(minutes), second=0, microsecond=0)
-        day = local.date().isoformat()
-        if local < at or self._digest_day == day:
+        day = decisions.digest_day(now, self._digest_day, self.book.policy)
+        if day is None:
             return 0
         self._digest_day = day
         since = now - timedelta(days=1)
@@ -308,3 +326,7 @@ class Dispatcher:
                 await self.book.escalate(session, alert, now)
         self.metrics.escalations += len(due)
         return len(due)
+
+
+def _permanent(detail: str) -> Delivery:
+    return Delivery(False, detail, recoverable=False)

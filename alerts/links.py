@@ -23,6 +23,8 @@ _NAMES: Final = {v: k for k, v in _KINDS.items()}
 
 @dataclass(frozen=True, slots=True)
 class LinkClaim:
+    """What a valid token says: which alert, sent to whom, valid until when."""
+
     alert_id: int
     recipient_key: str  # contact:12, user:5, duty:3
     expires_s: int
@@ -34,6 +36,7 @@ def _mac(secret: str, payload: str) -> str:
 
 
 def sign(secret: str, alert_id: int, recipient_key: str, expires_s: int) -> str:
+    """The token of an ack link for one alert and one person, valid until `expires_s`."""
     kind, _, number = recipient_key.partition(":")
     payload = f"{alert_id:x}-{expires_s:x}-{_KINDS[kind]}{int(number)}"
     return f"{payload}-{_mac(secret, payload)}"

@@ -1,15 +1,7 @@
 """Area notices: a supervisor's warning for an area, tracked per resident until each is safe.
 
-An area is grids and/or buildings (their residents), narrowed by resident tags
-when tags are given (`low-lying` residents of grid 3); tags alone mean every
-resident the caller may see who carries one of them. Raising a notice writes,
-in one transaction, the notice, one check per resident in the area and the
-caller's scope, and the messages it owes (the outbox, `alert_id` NULL, unique by
-`dedupe_key`): each grid worker of those residents' grids gets one message
-listing the residents to check (name and home), each resident's first
-reachable emergency contact one about their own relative.
-
-Domain code: raises RegistryError (a Chinese and an English message).
+The notice, its checks and its messages are written in one transaction (docs/alerts.md,
+"Area notices").
 """
 
 from __future__ import annotations
@@ -23,12 +15,13 @@ from typing import Final
 from sqlalchemy import ColumnElement, exists, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alerts.exceptions import NoticeAreaError, NoticeForbidden, NoticeNotFound
+from alerts.outbox import new_row
 from alerts.routing import Recipient, Subject, rung
 from alerts.tables import AreaNotice, NoticeCheck, Notification
-from alerts.templates import DEFAULT_TZ, Audience, Kind, Lang, MessageContext, render
-from devices import registry
+from alerts.templates import DEFAULT_TZ, Audience, Lang, MessageContext, MessageKind, render
+from devices import organisation
 from devices.access import Role, Scope
-from devices.registry import RegistryError
 from devices.tables import Community, Grid, Resident
 
 NOTICE_SEVERITY: Final = "warning"  # 【提醒】: a heads-up, not an emergency
@@ -36,11 +29,14 @@ NOTICE_SEVERITY: Final = "warning"  # 【提醒】: a heads-up, not an emergency
 
 @dataclass(frozen=True, slots=True)
 class Area:
+    """Where a notice applies: grids and/or buildings, narrowed by resident tags."""
+
     grid_ids: tuple[int, ...] = ()
     building_ids: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, list[int] | list[str]]:
+        """As stored on the notice."""
         return {
             "grid_ids": list(self.grid_ids),
             "building_ids": list(self.building_ids),
@@ -50,6 +46,8 @@ class Area:
 
 @dataclass(slots=True)
 class GridProgress:
+    """One grid's checks of a notice, with their residents."""
+
     grid: Grid | None
     grid_id: int
     checks: list[tuple[NoticeCheck, Resident]] = field(default_factory=list)
@@ -77,9 +75,9 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
 async def residents_in(session: AsyncSession, scope: Scope, area: Area) -> list[Resident]:
     """The residents of an area that the caller may see, by id."""
     for grid_id in area.grid_ids:
-        await registry.get_grid(session, scope, grid_id)  # 404 outside the scope
+        await organisation.get_grid(session, scope, grid_id)  # 404 outside the scope
     for building_id in area.building_ids:
-        await registry.get_building(session, scope, building_id)
+        await organisation.get_building(session, scope, building_id)
     query = select(Resident).where(scope.grid_filter(Resident.grid_id)).order_by(Resident.id)
     places = []
     if area.grid_ids:
@@ -109,20 +107,18 @@ async def raise_notice(
 ) -> AreaNotice:
     """The notice, its checks and its messages, committed together."""
     if scope.role not in (Role.ADMIN, Role.SUPERVISOR):
-        raise RegistryError(
-            403,
-            "forbidden",
+        raise NoticeForbidden(
             "只有管理员或社区主管可以发布区域通知",
             "only admins and supervisors may raise area notices",
         )
     if not (area.grid_ids or area.building_ids or area.tags):
-        raise RegistryError(
-            422, "empty_area", "请指定网格、楼栋或居民标签", "name grids, buildings or tags"
+        raise NoticeAreaError(
+            "empty_area", "请指定网格、楼栋或居民标签", "name grids, buildings or tags"
         )
     residents = await residents_in(session, scope, area)
     if not residents:
-        raise RegistryError(
-            422, "no_residents", "该区域内没有居民", "no resident you may see lives in the area"
+        raise NoticeAreaError(
+            "no_residents", "该区域内没有居民", "no resident you may see lives in the area"
         )
     notice = AreaNotice(title=title, text=text, area=area.as_json(), created_by=by, created_at=now)
     session.add(notice)
@@ -163,7 +159,7 @@ async def _queue(
     base = MessageContext(
         rule="notice",
         severity=NOTICE_SEVERITY,
-        kind=Kind.NOTICE,
+        kind=MessageKind.NOTICE,
         at_ms=int(now.timestamp() * 1000),
         community=community,
         notice_title=notice.title,
@@ -195,24 +191,19 @@ def _add(
     lang: Lang,
     tz: str,
 ) -> None:
-    title, body = render(ctx, Audience(recipient.audience), lang, tz=tz)
+    message = render(ctx, Audience(recipient.audience), lang, tz=tz)
     (channel, target), rest = recipient.channels[0], recipient.channels[1:]
     session.add(
-        Notification(
+        new_row(
+            recipient,
+            (channel, target),
+            [f"{c}:{t}" for c, t in rest],
+            message,
+            now,
             alert_id=None,
             dedupe_key=f"notice:{notice.id}:{recipient.key}:{channel}",
             step=0,
             kind="notice",
-            recipient_key=recipient.key,
-            recipient_name=recipient.name,
-            audience=recipient.audience,
-            channel=channel,
-            target=target,
-            fallback=[f"{c}:{t}" for c, t in rest],
-            title=title,
-            body=body,
-            state="pending",
-            due_at=now,
             created_at=now,
         )
     )
@@ -222,13 +213,14 @@ def _add(
 
 
 async def get_notice(session: AsyncSession, scope: Scope, notice_id: int) -> AreaNotice:
+    """A notice concerning residents the caller may see; NoticeNotFound otherwise."""
     notice = await session.scalar(
         select(AreaNotice)
         .where(AreaNotice.id == notice_id, _visible(scope))
         .execution_options(populate_existing=True)
     )
     if notice is None:
-        raise registry.not_found("该区域通知", "notice")
+        raise NoticeNotFound("该区域通知", "notice")
     return notice
 
 
@@ -316,12 +308,10 @@ async def confirm_safe(
         )
     ).first()
     if row is None:
-        raise registry.not_found("该通知下的居民", "resident of this notice")
+        raise NoticeNotFound("该通知下的居民", "resident of this notice")
     check, resident = row
     if not scope.can_write_grid(check.grid_id):
-        raise RegistryError(
-            403,
-            "forbidden",
+        raise NoticeForbidden(
             "只有该居民所在网格的网格员可以确认",
             "only a grid worker of the resident's grid may confirm",
         )

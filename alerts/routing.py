@@ -9,18 +9,17 @@ the grid's workers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.tables import Alert
 from devices.tables import Building, Community, Grid, Resident, User
 
-RUNGS: Final = 3  # primary, supervisor, duty centre
-
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
+    """One person on the ladder, and how to reach them."""
+
     key: str  # contact:12, user:5, duty:3: stable, so a step reaches a person once
     name: str
     audience: str  # alerts.templates.Audience values
@@ -40,6 +39,7 @@ class Subject:
 
 
 async def load_subject(session: AsyncSession, alert: Alert) -> Subject:
+    """The resident, grid, community and people of an alert, from the registry."""
     subject = Subject(building=alert.building)
     if alert.resident_id is not None:
         subject.resident = await session.get(Resident, alert.resident_id)
@@ -72,33 +72,39 @@ def _user(user: User, audience: str) -> Recipient | None:
 
 def rung(subject: Subject, number: int) -> list[Recipient]:
     """The people of one rung of the ladder, each with their channels in order."""
-    out: list[Recipient] = []
     if number == 0:
-        if subject.resident is not None:
-            for contact in subject.resident.contacts:
-                targets = {"sms": contact.phone, "wechat": contact.wechat}
-                wanted = contact.channels or ["wechat", "sms"]
-                channels = tuple((c, t) for c in wanted if (t := targets.get(c)))
-                if channels:
-                    out.append(Recipient(f"contact:{contact.id}", contact.name, "family", channels))
-        for worker in subject.workers:
-            if (recipient := _user(worker, "worker")) is not None:
-                out.append(recipient)
-    elif number == 1:
-        if subject.supervisor is not None:
-            recipient = _user(subject.supervisor, "supervisor")
-            if recipient is not None:
-                out.append(recipient)
-    elif number == 2:
-        community = subject.community
-        if community is not None:
-            channels = tuple(
-                (c, t)
-                for c, t in (("wechat", community.duty_wechat), ("sms", community.duty_phone))
-                if t
-            )
+        return _family_and_workers(subject)
+    if number == 1:
+        supervisor = subject.supervisor
+        recipient = _user(supervisor, "supervisor") if supervisor is not None else None
+        return [recipient] if recipient is not None else []
+    if number == 2:
+        return _duty_centre(subject)
+    return []
+
+
+def _family_and_workers(subject: Subject) -> list[Recipient]:
+    out: list[Recipient] = []
+    if subject.resident is not None:
+        for contact in subject.resident.contacts:
+            targets = {"sms": contact.phone, "wechat": contact.wechat}
+            wanted = contact.channels or ["wechat", "sms"]
+            channels = tuple((c, t) for c in wanted if (t := targets.get(c)))
             if channels:
-                out.append(
-                    Recipient(f"duty:{community.id}", f"{community.name}值班室", "duty", channels)
-                )
+                out.append(Recipient(f"contact:{contact.id}", contact.name, "family", channels))
+    for worker in subject.workers:
+        if (recipient := _user(worker, "worker")) is not None:
+            out.append(recipient)
     return out
+
+
+def _duty_centre(subject: Subject) -> list[Recipient]:
+    community = subject.community
+    if community is None:
+        return []
+    channels = tuple(
+        (c, t) for c, t in (("wechat", community.duty_wechat), ("sms", community.duty_phone)) if t
+    )
+    if not channels:
+        return []
+    return [Recipient(f"duty:{community.id}", f"{community.name}值班室", "duty", channels)]

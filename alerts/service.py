@@ -17,14 +17,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.channels import Channels, channel_url, check_url
 from alerts.dispatcher import Dispatcher
-from alerts.lifecycle import AlertBook, LifecycleError, utcnow
+from alerts.exceptions import AlertNotFound, ChannelConfigError
+from alerts.lifecycle import AlertBook, utcnow
 from alerts.tables import Alert
 from core.db import Database
 from core.influx import InfluxClient
 from core.lineprotocol import field_string, tag_string
+from core.metrics import Metric, render_prometheus
 from core.secrets import load_or_create_secret
 from core.settings import Settings
 from rules.findings import Finding
+
+__all__ = [
+    "AlertService",
+    "ChannelConfigError",
+    "Unlatch",
+    "check_channel_templates",
+    "link_secret",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,11 @@ def link_secret(settings: Settings) -> str:
 
 
 class AlertService:
+    """Findings in, notifications out; acknowledge and resolve for the API and the ack links.
+
+    `unlatch` is the rule engine's: called when a person resolves a latched alert.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -46,6 +61,7 @@ class AlertService:
         channels: Channels | None = None,
         clock: Callable[[], datetime] = utcnow,
         influx: InfluxClient | None = None,
+        unlatch: Unlatch | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -55,13 +71,15 @@ class AlertService:
         self.dispatcher = Dispatcher(
             database, self.book, channels or Channels(), settings.alerts, clock=clock
         )
-        self.unlatch: Unlatch | None = None
+        # Still an attribute: the wiring that assigns it after construction keeps working.
+        self.unlatch: Unlatch | None = unlatch
         self.influx = influx
         self.applied = 0
 
     # -- the rule engine's sink ------------------------------------------------------------
 
     async def publish(self, findings: list[Finding]) -> None:
+        """Apply findings and queue what they owe, in one transaction, before returning."""
         now = self.clock()
         changed: list[tuple[str, Alert]] = []
         async with self.database.sessions() as session, session.begin():
@@ -75,6 +93,7 @@ class AlertService:
         await self._chart(changed, now)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """The dispatcher, until `stop`."""
         await self.dispatcher.run(stop)
 
     # -- people (API and ack links) ---------------------------------------------------------
@@ -82,6 +101,7 @@ class AlertService:
     async def acknowledge(
         self, alert_id: int, by: str, via: str = "api", by_key: str | None = None
     ) -> Alert:
+        """Acknowledge as `by`; raises AlertNotFound, or LifecycleError once resolved."""
         async with self.database.sessions() as session, session.begin():
             alert = await _get(session, alert_id)
             await self.book.acknowledge(session, alert, by, self.clock(), via, by_key)
@@ -90,6 +110,7 @@ class AlertService:
         return alert
 
     async def resolve(self, alert_id: int, by: str, note: str | None) -> Alert:
+        """Resolve with a note; a latched alert is unlatched in the rule engine too."""
         async with self.database.sessions() as session, session.begin():
             alert = await _get(session, alert_id)
             await self.book.resolve(session, alert, by, note, self.clock())
@@ -125,24 +146,28 @@ class AlertService:
             log.warning("could not write %d alert events to InfluxDB: %s", len(lines), exc)
 
     def render_prometheus(self) -> str:
+        """The alert counters in the Prometheus text format."""
         m = self.dispatcher.metrics
-        out: list[str] = []
-
-        def metric(name: str, kind: str, help_: str, value: float) -> None:
-            full = f"carewatch_alerts_{name}"
-            out.extend((f"# HELP {full} {help_}", f"# TYPE {full} {kind}", f"{full} {value}"))
-
-        metric("findings_total", "counter", "Findings applied to alerts.", self.applied)
-        metric("notifications_sent_total", "counter", "Notifications delivered.", m.sent)
-        metric("notification_failures_total", "counter", "Failed delivery attempts.", m.failed)
-        metric("fallbacks_total", "counter", "Switches to a person's next channel.", m.fallbacks)
-        metric("escalations_total", "counter", "Escalation steps and reminders.", m.escalations)
-        metric("uncertain_total", "counter", "Sends cut short by a stop.", m.uncertain)
-        return "\n".join(out) + "\n"
-
-
-class ChannelConfigError(ValueError):
-    """An SMS or WeChat URL template that cannot work; the message names the variable."""
+        return render_prometheus(
+            "carewatch_alerts_",
+            [
+                Metric("findings_total", "counter", "Findings applied to alerts.", self.applied),
+                Metric("notifications_sent_total", "counter", "Notifications delivered.", m.sent),
+                Metric(
+                    "notification_failures_total", "counter", "Failed delivery attempts.", m.failed
+                ),
+                Metric(
+                    "fallbacks_total",
+                    "counter",
+                    "Switches to a person's next channel.",
+                    m.fallbacks,
+                ),
+                Metric(
+                    "escalations_total", "counter", "Escalation steps and reminders.", m.escalations
+                ),
+                Metric("uncertain_total", "counter", "Sends cut short by a stop.", m.uncertain),
+            ],
+        )
 
 
 def check_channel_templates(settings: Settings) -> None:
@@ -166,5 +191,5 @@ def check_channel_templates(settings: Settings) -> None:
 async def _get(session: AsyncSession, alert_id: int) -> Alert:
     alert = await session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
-        raise LifecycleError("告警不存在", f"no alert {alert_id}", status=404)
+        raise AlertNotFound(alert_id)
     return alert

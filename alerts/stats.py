@@ -1,31 +1,36 @@
 """Response-time figures the programme is judged by: time to acknowledge and to resolve.
 
-Pure functions over the times of alerts (no clock, no I/O), grouped per grid and
-ISO week by the caller. Definitions, as the API documents them:
-
-- an alert is *answered* when a person acknowledged it, or resolved it without
-  acknowledging first; time to acknowledge runs from opening to that answer;
-- time to resolve counts alerts resolved by a person; those the system closed
-  when the condition cleared are counted apart (`auto_resolved`);
-- the share *within target* is over the alerts that needed an answer: it leaves
-  out alerts the system closed before the target passed with nobody answering,
-  and alerts still open and unanswered that are younger than the target.
+`figures` is pure (no clock, no I/O); `response_times` reads the alerts and groups them
+per grid and ISO week. The definitions: docs/alerts.md, "Response times".
 """
 
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Final
 
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.tables import Alert
+from devices.access import Scope
+from devices.tables import Grid, Resident
+
 SYSTEM: Final = "system"  # `resolved_by` of alerts closed because the condition cleared
 TARGET: Final = timedelta(minutes=30)  # the programme's target (2 hours before)
+
+# The alert's grid, else its resident's (the grid whose workers the ladder reaches).
+alert_grid: ColumnElement[int] = func.coalesce(Alert.grid_id, Resident.grid_id)
 
 
 @dataclass(frozen=True, slots=True)
 class AlertTimes:
+    """When an alert opened, was acknowledged and resolved, and by whom."""
+
     opened_at: datetime
     acked_at: datetime | None
     resolved_at: datetime | None
@@ -33,10 +38,12 @@ class AlertTimes:
 
     @property
     def by_person(self) -> bool:
+        """Resolved by a person, not closed by the system when the condition cleared."""
         return self.resolved_at is not None and self.resolved_by != SYSTEM
 
     @property
     def answered_at(self) -> datetime | None:
+        """Acknowledged, or resolved by a person without an acknowledgement first."""
         if self.acked_at is not None:
             return self.acked_at
         return self.resolved_at if self.by_person else None
@@ -44,6 +51,8 @@ class AlertTimes:
 
 @dataclass(frozen=True, slots=True)
 class Figures:
+    """The response figures of a group of alerts; times in minutes."""
+
     alerts: int
     acknowledged: int
     resolved: int
@@ -75,6 +84,7 @@ def _round(value: float | None) -> float | None:
 
 
 def figures(rows: Iterable[AlertTimes], now: datetime, target: timedelta = TARGET) -> Figures:
+    """Counts, medians and 90th percentiles, and the share answered within `target`."""
     rows = list(rows)
     to_ack: list[float] = []
     to_resolve: list[float] = []
@@ -112,3 +122,75 @@ def iso_week(at: datetime, zone: tzinfo) -> str:
     """2026-W05: the ISO week of a moment in local time (weeks start on Monday)."""
     year, week, _ = at.astimezone(zone).isocalendar()
     return f"{year}-W{week:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class GridFigures:
+    """The figures of one grid over one ISO week (`week` None: over the whole range)."""
+
+    grid_id: int | None
+    grid_name: str | None
+    week: str | None
+    figures: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReport:
+    """The figures per grid and week, and per grid."""
+
+    weeks: list[GridFigures]  # per grid and ISO week
+    totals: list[GridFigures]  # per grid over the whole range
+
+
+async def response_times(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    zone: tzinfo,
+    grid_id: int | None = None,
+) -> ResponseReport:
+    """Warning and critical alerts the caller may see opened in [start, end), a grouped
+    incident counted once, per grid and week (in `zone`) and per grid."""
+    query = (
+        select(Alert.opened_at, Alert.acked_at, Alert.resolved_at, Alert.resolved_by, alert_grid)
+        .outerjoin(Resident, Resident.id == Alert.resident_id)
+        .where(
+            scope.grid_filter(alert_grid),
+            Alert.severity.in_(("warning", "critical")),
+            Alert.group_id.is_(None),
+            Alert.opened_at >= start,
+            Alert.opened_at < end,
+        )
+    )
+    if grid_id is not None:
+        query = query.where(alert_grid == grid_id)
+    rows = (await session.execute(query)).all()
+    grid_ids = {row[4] for row in rows if row[4] is not None}
+    names: dict[int, str] = dict(
+        (await session.execute(select(Grid.id, Grid.name).where(Grid.id.in_(grid_ids)))).all()
+    )
+    weekly: dict[tuple[int | None, str], list[AlertTimes]] = defaultdict(list)
+    whole: dict[int | None, list[AlertTimes]] = defaultdict(list)
+    for opened, acked, resolved, resolved_by, grid in rows:
+        times = AlertTimes(opened, acked, resolved, resolved_by)
+        weekly[(grid, iso_week(opened, zone))].append(times)
+        whole[grid].append(times)
+
+    def one(grid: int | None, week: str | None, group: Sequence[AlertTimes]) -> GridFigures:
+        name = names.get(grid) if grid is not None else None
+        return GridFigures(grid, name, week, figures(group, now))
+
+    return ResponseReport(
+        weeks=[
+            one(grid, week, weekly[(grid, week)])
+            for grid, week in sorted(weekly, key=lambda k: (_grid_order(k[0]), k[1]))
+        ],
+        totals=[one(grid, None, whole[grid]) for grid in sorted(whole, key=_grid_order)],
+    )
+
+
+def _grid_order(grid: int | None) -> int:
+    return -1 if grid is None else grid

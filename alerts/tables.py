@@ -1,10 +1,6 @@
 """Alert tables: the alert itself, its timeline, and the outbox of notifications.
 
-An alert and the notifications it owes are written in the same transaction as
-the finding that caused them (an outbox): whatever crashes afterwards, the
-dispatcher finds the pending rows and sends them. `Notification` is unique per
-(alert, step, recipient, channel), so no step reaches one person twice on one
-channel, even with two dispatchers racing.
+Written in the transaction of the finding that caused them (docs/alerts.md, "No loss, no repeats").
 """
 
 from __future__ import annotations
@@ -24,8 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, UTCDateTime
-from core.db import server_now as _now
+from core.db import Base, UTCDateTime, server_now
 
 # Alert states (the lifecycle of alerts/lifecycle.py).
 FIRING = "firing"
@@ -117,7 +112,7 @@ class Notification(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=server_now())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

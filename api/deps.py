@@ -1,8 +1,9 @@
-"""Dependency aliases of the API: settings, the database session, the current user and scope."""
+"""Dependency aliases of the API: the parts it is handed, the session, the user and scope."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -15,30 +16,52 @@ from core.db import Database
 from core.influx import InfluxClient
 from core.secrets import hash_api_key, split_api_key, token_subject
 from devices.access import Role, Scope
-from devices.provisioning import BrokerProvisioner
+from devices.broker.provisioning import BrokerProvisioner
 from devices.tables import ApiKey, User
-from ingest.service import IngestService
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_ingest(request: Request) -> IngestService | None:
-    ingest: IngestService | None = request.app.state.ingest
-    return ingest
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What `/healthz` reports: whether the process is healthy, and its ingest figures if any."""
+
+    healthy: bool = True
+    ingest: Mapping[str, object] | None = None
+
+
+# What the root hands the API: the process's health, and its metrics beyond the API's own.
+HealthCheck = Callable[[], Health]
+MetricsText = Callable[[], str]
+
+
+def get_health(request: Request) -> HealthCheck:
+    """The process's health check, handed in by the root."""
+    health: HealthCheck = request.app.state.health
+    return health
+
+
+def get_metrics(request: Request) -> MetricsText:
+    """The process's metrics beyond the API's own, handed in by the root."""
+    metrics: MetricsText = request.app.state.metrics
+    return metrics
 
 
 def get_database(request: Request) -> Database:
+    """The registry database."""
     database: Database = request.app.state.database
     return database
 
 
 def get_influx(request: Request) -> InfluxClient:
+    """The InfluxDB client for telemetry history."""
     influx: InfluxClient = request.app.state.influx
     return influx
 
 
 def get_provisioner(request: Request) -> BrokerProvisioner:
+    """Where device accounts on the broker are made and revoked."""
     provisioner: BrokerProvisioner = request.app.state.provisioner
     return provisioner
 
@@ -46,11 +69,13 @@ def get_provisioner(request: Request) -> BrokerProvisioner:
 async def get_session(
     database: Annotated[Database, Depends(get_database)],
 ) -> AsyncIterator[AsyncSession]:
+    """One session per request."""
     async with database.sessions() as session:
         yield session
 
 
-IngestDep = Annotated[IngestService | None, Depends(get_ingest)]
+HealthDep = Annotated[HealthCheck, Depends(get_health)]
+MetricsDep = Annotated[MetricsText, Depends(get_metrics)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 InfluxDep = Annotated[InfluxClient, Depends(get_influx)]
 ProvisionerDep = Annotated[BrokerProvisioner, Depends(get_provisioner)]
@@ -93,6 +118,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 def get_scope(user: CurrentUser) -> Scope:
+    """What the current user may see and change."""
     return Scope.of(user)
 
 
@@ -100,6 +126,7 @@ ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 
 def require_admin(scope: ScopeDep) -> Scope:
+    """The scope of an administrator; anyone else gets 403."""
     if scope.role is not Role.ADMIN:
         raise ApiError(
             403, "forbidden", "只有管理员可以这样做", "only an administrator may do this"

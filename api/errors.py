@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from devices.registry import RegistryError
+from alerts.exceptions import (
+    AlertNotFound,
+    LifecycleError,
+    NoticeError,
+    NoticeForbidden,
+    NoticeNotFound,
+)
+from devices.exceptions import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    RegistryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +39,41 @@ _STATUS_TEXT = {
 }
 
 
+# The one table from domain errors to HTTP: the nearest class in an error's MRO wins.
+DOMAIN_STATUS: Final[dict[type[Exception], int]] = {
+    NotFoundError: 404,
+    ForbiddenError: 403,
+    ConflictError: 409,
+    InvalidInputError: 422,
+    RegistryError: 400,
+    AlertNotFound: 404,
+    LifecycleError: 409,
+    NoticeNotFound: 404,
+    NoticeForbidden: 403,
+    NoticeError: 422,
+}
+# The `code` of an error that carries none.
+_STATUS_CODE: Final = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "invalid_input",
+}
+
+
+def status_of(exc: Exception) -> int:
+    """The HTTP status a domain error answers with (500 for one the table does not know)."""
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    return 500
+
+
 def error_body(
     status: int, code: str, message: str, message_en: str, **extra: object
 ) -> dict[str, object]:
+    """The JSON body of every error the API answers with."""
     return {"error": {"code": code, "message": message, "message_en": message_en, **extra}}
 
 
@@ -41,7 +87,20 @@ class ApiError(StarletteHTTPException):
         self.message_en = message_en
 
 
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    status = status_of(exc)
+    zh, en = _STATUS_TEXT.get(status, ("请求失败", "request failed"))
+    body = error_body(
+        status,
+        getattr(exc, "code", _STATUS_CODE.get(status, f"http_{status}")),
+        getattr(exc, "message", zh),
+        getattr(exc, "message_en", str(exc) or en),
+    )
+    return JSONResponse(body, status_code=status)
+
+
 def install(app: FastAPI) -> None:
+    """Answer HTTP, domain, validation and unexpected errors with the same JSON body."""
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc, ApiError):
@@ -53,10 +112,8 @@ def install(app: FastAPI) -> None:
             body, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(RegistryError)
-    async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
-        body = error_body(exc.status, exc.code, exc.message, exc.message_en)
-        return JSONResponse(body, status_code=exc.status)
+    for domain_error in DOMAIN_STATUS:
+        app.add_exception_handler(domain_error, _domain_error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

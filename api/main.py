@@ -6,14 +6,15 @@ from fastapi import APIRouter, FastAPI
 
 from alerts.service import AlertService
 from api import errors
+from api.deps import Health, HealthCheck, MetricsText
 from api.routes import alerts as alert_routes
-from api.routes import auth, devices, health, links, notices, org, residents
+from api.routes import auth, devices, links, notices, org, residents
+from api.routes import health as health_routes
 from core.db import Database
 from core.influx import InfluxClient
 from core.secrets import load_or_create_secret
 from core.settings import Settings
-from devices.provisioning import BrokerProvisioner
-from ingest.service import IngestService
+from devices.broker.provisioning import BrokerProvisioner
 
 DESCRIPTION = """\
 CareWatch manages resident files (一人一档), grids (网格) and their workers, wristbands
@@ -25,15 +26,21 @@ Errors are JSON: `{"error": {"code", "message" (中文), "message_en"}}`.
 """
 
 
+def _no_metrics() -> str:
+    return ""
+
+
 def create_app(
     settings: Settings,
     *,
     database: Database,
     provisioner: BrokerProvisioner,
     influx: InfluxClient | None = None,
-    ingest: IngestService | None = None,
     alerts: AlertService | None = None,
+    health: HealthCheck | None = None,
+    metrics: MetricsText | None = None,
 ) -> FastAPI:
+    """The API over the parts the root hands in; `health` and `metrics` speak for the rest."""
     app = FastAPI(
         title="CareWatch",
         summary="Wristbands and smart bins for community elderly care: residents, devices, status.",
@@ -41,7 +48,9 @@ def create_app(
         version="0.2.0",
     )
     app.state.settings = settings
-    app.state.ingest = ingest
+    # An API-only process: healthy while it answers, and no counters beyond the alerts'.
+    app.state.health = health or Health
+    app.state.metrics = metrics or _no_metrics
     app.state.database = database
     app.state.provisioner = provisioner
     app.state.influx = influx or InfluxClient(
@@ -52,7 +61,7 @@ def create_app(
     # the ingest process sends what they queue.
     app.state.alerts = alerts or AlertService(settings, database)
     errors.install(app)
-    app.include_router(health.router)
+    app.include_router(health_routes.router)
     app.include_router(links.router)  # ack links: no login, outside the OpenAPI document
     v1 = APIRouter(prefix="/api/v1")
     for module in (auth, org, residents, devices, alert_routes, notices):

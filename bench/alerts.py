@@ -1,22 +1,6 @@
 """Alert latency: from a wristband's fall to the family's notification, under ingest load.
 
-Registers N wristbands (default 40), each bound to its own resident with one
-emergency contact (SMS, then WeChat), in one grid with one worker, in an SQLite
-registry. Runs `carewatch ingest` (rule engine and alert dispatcher in it, default
-alert settings) as its own process against a local Mosquitto and InfluxDB;
-notifications go through apprise `json://` to a local HTTP receiver standing in
-for the SMS and WeChat providers. While C publishers (`mosquitto_pub -l`, paced
-from here) carry a background telemetry load of `--rate` msg/s from other bands,
-the simulator (`simulators.fleet`, one connection and account per band) makes
-each registered band fall once, `--gap` s apart.
-
-Latency of a notification: from the fall event's `ts` (the band stamps it as it
-publishes) to the POST's arrival at the receiver, both on this machine's clock.
-Prints p50, p99 (nearest rank: with 40 falls, the slowest) and max for the
-family's SMS (one per fall) and for all of the family's notifications (SMS and
-WeChat), and splits the SMS's at the alert's `opened_at` (when the finding
-reached the alert service): broker, ingester and rule engine before it; the
-outbox transaction, the dispatcher, apprise and HTTP after it.
+How it runs and what it measures: docs/BENCHMARKS.md, "Alert latency".
 
     .venv/bin/python bench/alerts.py [--falls 40] [--rate 5000] [--gap 0.5]
 """
@@ -44,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select
 
 from alerts.tables import Alert
-from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from carewatch.migrations import migrate
 from core.db import Database
 from core.settings import MqttTarget
@@ -56,6 +39,7 @@ from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
 from tests.support.receiver import NotificationReceiver as Receiver
 from tests.support.seeds import bind_band, seed_care_grid
+from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.stack import healthy
 from tests.support.waiting import wait_until
 

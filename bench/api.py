@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert
 
-from carewatch.localstack import HOST, PostgreSQL, free_port
 from carewatch.migrations import migrate
 from core.db import Database
 from core.secrets import hash_password
 from devices.tables import Community, Device, DeviceState, Grid, User
+from tests.support.servers import HOST, PostgreSQL, free_port
 
 PASSWORD = "bench-password-1"
 STATES = (None, "offline", "silent", "low_battery", "not_worn", "online")
@@ -319,19 +319,13 @@ async def concurrent(
 # -- where the time goes (in-process) ------------------------------------------------
 
 
-async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
-    """Where one request's time goes: medians of the parts, in-process (no network)."""
-    from sqlalchemy import text
-
+async def _request_parts(
+    database: Database, settings: Any, params: list[dict[str, Any]]
+) -> tuple[dict[str, float], cProfile.Profile]:
+    """Medians of a whole request, the ASGI floor and authentication; a profile of requests."""
     from api.main import create_app
-    from carewatch.runtime import NoBroker
-    from core.settings import Settings
-    from devices import registry
-    from devices.access import Scope
+    from devices.service import NoBroker
 
-    database = Database(url)
-    params = queries(n, grids, seed=5)
-    settings = Settings(state_dir=state_dir, database_url=url, influx_url="http://127.0.0.1:9")
     app = create_app(settings, database=database, provisioner=NoBroker())
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -360,8 +354,20 @@ async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
         for p in params:
             await timed_ms("/api/v1/status/devices", p)
         profiler.disable()
+    return parts, profiler
 
-    timings: dict[str, list[float]] = {"user": [], "count": [], "page": [], "registry": []}
+
+Timings = dict[str, list[float]]
+
+
+async def _registry_parts(
+    database: Database, url: str, params: list[dict[str, Any]]
+) -> tuple[Timings, Timings]:
+    """Times of the user lookup, the registry query and its statements; the SQL on its own."""
+    from devices.access import Scope
+    from devices.status import device_status
+
+    timings: Timings = {"user": [], "count": [], "page": [], "registry": []}
     statements: dict[str, list[Any]] = {"count": [], "page": []}
     for _ in params:  # as get_current_user does: a session, the user and their grids
         t0 = time.perf_counter()
@@ -393,42 +399,71 @@ async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
         session.execute = timed_execute  # type: ignore[method-assign]
         for p in params:
             t0 = time.perf_counter()
-            await registry.device_status(session, scope, now_ms=int(time.time() * 1000), **p)
+            await device_status(session, scope, now_ms=int(time.time() * 1000), **p)
             timings["registry"].append((time.perf_counter() - t0) * 1000)
             session.expunge_all()
-        # The same statements, timed by the database itself (no driver, no ORM).
-        engine_ms: dict[str, list[float]] = {"count": [], "page": []}
-        dialect = database.engine.dialect
-        direct = sqlite3.connect(url.split(":///", 1)[1]) if database.is_sqlite else None
-        for which, sent in statements.items():
-            for statement in sent[:100]:
-                binds = {"literal_binds": True}
-                sql = str(statement.compile(dialect=dialect, compile_kwargs=binds))
-                if direct is not None:
-                    t0 = time.perf_counter()
-                    direct.execute(sql).fetchall()
-                    engine_ms[which].append((time.perf_counter() - t0) * 1000)
-                else:
-                    analyze = text(f"EXPLAIN (ANALYZE) {sql}")
-                    plan = (await original_execute(analyze)).scalars().all()
-                    line = next(x for x in plan if x.startswith("Execution Time"))
-                    engine_ms[which].append(float(line.split()[2]))
-        if direct is not None:
-            direct.close()
-    await database.dispose()
+        engine_ms = await _engine_times(database, url, statements, original_execute)
+    return timings, engine_ms
 
+
+async def _engine_times(
+    database: Database, url: str, statements: dict[str, list[Any]], execute: Any
+) -> Timings:
+    """The same statements, timed by the database itself (no driver, no ORM)."""
+    from sqlalchemy import text
+
+    engine_ms: Timings = {"count": [], "page": []}
+    dialect = database.engine.dialect
+    direct = sqlite3.connect(url.split(":///", 1)[1]) if database.is_sqlite else None
+    for which, sent in statements.items():
+        for statement in sent[:100]:
+            binds = {"literal_binds": True}
+            sql = str(statement.compile(dialect=dialect, compile_kwargs=binds))
+            if direct is not None:
+                t0 = time.perf_counter()
+                direct.execute(sql).fetchall()
+                engine_ms[which].append((time.perf_counter() - t0) * 1000)
+            else:
+                plan = (await execute(text(f"EXPLAIN (ANALYZE) {sql}"))).scalars().all()
+                line = next(x for x in plan if x.startswith("Execution Time"))
+                engine_ms[which].append(float(line.split()[2]))
+    if direct is not None:
+        direct.close()
+    return engine_ms
+
+
+async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
+    """Where one request's time goes: medians of the parts, in-process (no network)."""
+    from core.settings import Settings
+
+    database = Database(url)
+    params = queries(n, grids, seed=5)
+    settings = Settings(state_dir=state_dir, database_url=url, influx_url="http://127.0.0.1:9")
+    parts, profiler = await _request_parts(database, settings, params)
+    timings, engine_ms = await _registry_parts(database, url, params)
+    await database.dispose()
+    how = "sqlite3 module, no ORM" if database.is_sqlite else "EXPLAIN ANALYZE"
+    _print_profile(parts, timings, engine_ms, n, how)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+    print("\ncProfile of the same requests, top 12 by own time:")
+    print("\n".join(line for line in out.getvalue().splitlines()[4:] if line.strip()))
+
+
+def _print_profile(
+    parts: dict[str, float], timings: Timings, engine_ms: Timings, n: int, how: str
+) -> None:
     med = {name: statistics.median(values or [0.0]) for name, values in timings.items()}
     engine = {name: statistics.median(values or [0.0]) for name, values in engine_ms.items()}
     counted = f"in {len(timings['count'])} of {n} requests; "
     rest = parts["request"] - parts["floor"] - parts["auth"] - med["registry"]
-    how = "sqlite3 module, no ORM" if database.is_sqlite else "EXPLAIN ANALYZE"
     print(f"\nwhere a request's time goes, in-process, medians over {n} filtered pages:")
     rows = [
         ("whole request through the ASGI app", parts["request"], ""),
         ("  ASGI + client floor (GET /healthz)", parts["floor"], ""),
         ("  authentication (GET /auth/me - floor)", parts["auth"], ""),
         ("    of which: session, user row, user's grids", med["user"], ""),
-        ("  registry.device_status", med["registry"], ""),
+        ("  devices.status.device_status", med["registry"], ""),
         (
             "    count(*) statement, when sent",
             med["count"],
@@ -443,10 +478,6 @@ async def profile(url: str, state_dir: Path, grids: int, n: int = 300) -> None:
     ]
     for label, ms, note in rows:
         print(f"  {label:<48} {ms:6.2f} ms  {note}")
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
-    print("\ncProfile of the same requests, top 12 by own time:")
-    print("\n".join(line for line in out.getvalue().splitlines()[4:] if line.strip()))
 
 
 # -- main ---------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.influx import influx_query
+from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.stack import healthy
 from tests.support.waiting import wait_until
 

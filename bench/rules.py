@@ -1,20 +1,6 @@
-"""Rule-engine throughput and state memory on the recorded day (`simulators/replay.py`).
+"""Rule-engine throughput and state memory on the recorded day (`tests/support/replay.py`).
 
-Replays a deterministic simulated day through one `RuleEngine` on one core,
-its clock the readings' own ts and a tick every simulated 30 s, and prints:
-
-1. readings evaluated per second for the day with its injected incidents
-   (feed + tick only: generating and decoding the messages are not timed),
-   split into feed and tick, with the replay's detections and false findings;
-   then the same day again in a steady state, every resident's baseline
-   holding two weeks of history (a fresh engine has none, and its baseline
-   rules only sample);
-2. the same two for pure wristband telemetry (no bins, no incidents);
-3. the state per wristband (baseline included) and per bin after the day,
-   measured with tracemalloc on a fresh copy of the engine's state, and the
-   checkpoint size per device.
-
-Messages are generated once and cached under $TMPDIR/carewatch-replay.
+What it replays, times and measures: docs/BENCHMARKS.md, "Rule engine".
 
     .venv/bin/python bench/rules.py [--wristbands 1000] [--bins 100] [--hours 24]
 """
@@ -31,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rules.engine import RuleEngine
-from rules.state import (
+from rules.checkpoint import (
     CHECKPOINT_VERSION,
     Checkpoint,
     decode_checkpoint,
     encode_checkpoint,
 )
+from rules.engine import RuleEngine
 from tests.support.replay import (
     SEED,
     DayPlan,
@@ -96,15 +82,52 @@ def print_score(report: ReplayReport) -> None:
     print(f"{'  false findings':<32} {len(report.false_findings):>9}  {report.false_by_rule}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--wristbands", type=int, default=1000)
     parser.add_argument("--bins", type=int, default=100)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--cache", type=Path, default=default_cache_dir(), help="message cache")
     parser.add_argument("--no-cache", action="store_true", help="generate, do not cache")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def print_state(bands_run: Replayed, full: RuleEngine) -> None:
+    """The state after the day, measured on a fresh copy: what a worker holds per device."""
+    engine = bands_run.engine
+    n_bands = max(1, len(engine.wristbands))
+    with_base = state_bytes(partial_checkpoint(engine, bands=True, bins=False, baselines=True))
+    base_only = state_bytes(partial_checkpoint(engine, bands=False, bins=False, baselines=True))
+    print(
+        f"{'state per wristband':<32} {with_base / n_bands:>9,.0f} bytes "
+        f"(of which baseline {base_only / n_bands:,.0f}; {n_bands} bands, "
+        f"{len(engine.baselines)} baselines)"
+    )
+    checkpoint = len(engine.snapshot())
+    print(f"{'checkpoint per wristband':<32} {checkpoint / n_bands:>9,.0f} bytes")
+    if full.bins:
+        bins_state = state_bytes(partial_checkpoint(full, bands=False, bins=True, baselines=False))
+        print(
+            f"{'state per bin':<32} {bins_state / len(full.bins):>9,.0f} bytes "
+            f"(with its share of {len(full.buildings)} buildings)"
+        )
+    devices = len(full.wristbands) + len(full.bins)
+    print(
+        f"{'checkpoint per device (day)':<32} {len(full.snapshot()) / devices:>9,.0f} bytes "
+        f"({devices} devices)"
+    )
+
+
+def peak_rss_mb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
     common = {"wristbands": args.wristbands, "hours": args.hours, "seed": args.seed}
     print(
         f"recorded day: {args.wristbands} wristbands, {args.bins} bins, {args.hours:g} h, "
@@ -129,35 +152,8 @@ def main() -> int:
     bands_run = replay(bands, history=usual_vitals(run.engine))
     print_rate("  the same, baselines 14 days", bands_run)
 
-    # State after the day, measured on a fresh copy: what a worker holds per device.
-    engine = bands_run.engine
-    n_bands = max(1, len(engine.wristbands))
-    with_base = state_bytes(partial_checkpoint(engine, bands=True, bins=False, baselines=True))
-    base_only = state_bytes(partial_checkpoint(engine, bands=False, bins=False, baselines=True))
-    print(
-        f"{'state per wristband':<32} {with_base / n_bands:>9,.0f} bytes "
-        f"(of which baseline {base_only / n_bands:,.0f}; {n_bands} bands, "
-        f"{len(engine.baselines)} baselines)"
-    )
-    checkpoint = len(engine.snapshot())
-    print(f"{'checkpoint per wristband':<32} {checkpoint / n_bands:>9,.0f} bytes")
-    full = run.engine
-    if full.bins:
-        bins_state = state_bytes(partial_checkpoint(full, bands=False, bins=True, baselines=False))
-        print(
-            f"{'state per bin':<32} {bins_state / len(full.bins):>9,.0f} bytes "
-            f"(with its share of {len(full.buildings)} buildings)"
-        )
-    devices = len(full.wristbands) + len(full.bins)
-    print(
-        f"{'checkpoint per device (day)':<32} {len(full.snapshot()) / devices:>9,.0f} bytes "
-        f"({devices} devices)"
-    )
-    rss = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            rss = int(line.split()[1]) // 1024
-    print(f"{'peak RSS of this process':<32} {rss:>9} MB")
+    print_state(bands_run, run.engine)
+    print(f"{'peak RSS of this process':<32} {peak_rss_mb():>9} MB")
     return 0 if not report.missed and not steady.missed and not report.rejected else 1
 
 

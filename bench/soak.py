@@ -1,9 +1,7 @@
-"""Ingester memory over a long run of a large fleet: is it flat?
+"""Ingester memory over a long run of a large fleet (2,000 devices, ten minutes): is it flat?
 
-Starts Mosquitto and InfluxDB locally, `carewatch ingest` as its own process,
-and `carewatch simulate` with 2,000 devices (each its own MQTT client) for ten
-minutes; samples the ingester's RSS every 10 s and prints the curve, the
-messages written, and whether every acknowledged message landed.
+Local Mosquitto and InfluxDB, `carewatch ingest` and `carewatch simulate` (one MQTT client per
+device) as processes; prints the ingester's RSS every 10 s and what it wrote.
 
     .venv/bin/python bench/soak.py [--devices 2000] [--minutes 10] [--interval 1s]
 """
@@ -22,13 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from simulators.credentials import derive_password
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig
+from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
 
 
 def rss_mb(pid: int) -> float:
+    """The resident memory of a process in MB (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -36,9 +35,57 @@ def rss_mb(pid: int) -> float:
 
 
 def metrics(url: str) -> dict[str, object]:
+    """The ingest section of the service's health snapshot."""
     with urllib.request.urlopen(url, timeout=5) as resp:
         snapshot: dict[str, object] = json.load(resp)["ingest"]
         return snapshot
+
+
+def wait_healthy(url: str, timeout: float = 30.0) -> None:
+    """Wait until the ingester answers its health URL."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            metrics(url)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start_simulator(
+    env: dict[str, str], fleet: FleetConfig, interval: str, minutes: float
+) -> subprocess.Popen[bytes]:
+    """`carewatch simulate` with the fleet, one MQTT client and account per device."""
+    argv = [sys.executable, "-m", "carewatch", "simulate"]
+    argv += ["--wristbands", str(fleet.wristbands), "--bins", str(fleet.bins)]
+    argv += ["--prefix", fleet.prefix, "--interval", interval]
+    argv += ["--duration", f"{int(minutes * 60)}s"]
+    return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
+
+
+def sample(ingest: subprocess.Popen[bytes], sim: subprocess.Popen[bytes], health: str) -> None:
+    """Print the ingester's RSS and counters every 10 s while the simulator runs, then a summary."""
+    samples = []
+    start = time.monotonic()
+    while sim.poll() is None:
+        time.sleep(10)
+        m = metrics(health)
+        samples.append(rss_mb(ingest.pid))
+        print(
+            f"  {time.monotonic() - start:5.0f} s  RSS {samples[-1]:6.1f} MB  "
+            f"written {m['written']:>9}  seen {m['devices_seen']:>5}  "
+            f"pending {m['pending']:>5}",
+            flush=True,
+        )
+    time.sleep(3)
+    m = metrics(health)
+    print(
+        f"RSS first {samples[0]:.1f} MB, max {max(samples):.1f} MB, "
+        f"last {samples[-1]:.1f} MB; written {m['written']}, rejected "
+        f"{m['rejected_total']}, received {m['received']}"
+    )
 
 
 def main() -> int:
@@ -71,59 +118,14 @@ def main() -> int:
         sim = None
         try:
             health = f"http://{listen}/healthz"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    metrics(health)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            wait_healthy(health)
             sim_env = dict(env, CAREWATCH_MQTT_URL=f"mqtt://{HOST}:{broker.port}")
-            sim = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "carewatch",
-                    "simulate",
-                    "--wristbands",
-                    str(fleet.wristbands),
-                    "--bins",
-                    str(bins),
-                    "--prefix",
-                    "soak-",
-                    "--interval",
-                    args.interval,
-                    "--duration",
-                    f"{int(args.minutes * 60)}s",
-                ],
-                env=sim_env,
-                stderr=subprocess.DEVNULL,
-            )
+            sim = start_simulator(sim_env, fleet, args.interval, args.minutes)
             print(
                 f"{args.devices} devices, one message each per {args.interval}, "
                 f"{args.minutes:g} min; ingester RSS every 10 s:"
             )
-            samples = []
-            start = time.monotonic()
-            while sim.poll() is None:
-                time.sleep(10)
-                m = metrics(health)
-                samples.append(rss_mb(ingest.pid))
-                print(
-                    f"  {time.monotonic() - start:5.0f} s  RSS {samples[-1]:6.1f} MB  "
-                    f"written {m['written']:>9}  seen {m['devices_seen']:>5}  "
-                    f"pending {m['pending']:>5}",
-                    flush=True,
-                )
-            time.sleep(3)
-            m = metrics(health)
-            print(
-                f"RSS first {samples[0]:.1f} MB, max {max(samples):.1f} MB, "
-                f"last {samples[-1]:.1f} MB; written {m['written']}, rejected "
-                f"{m['rejected_total']}, received {m['received']}"
-            )
+            sample(ingest, sim, health)
             return 0
         finally:
             if sim is not None and sim.poll() is None:

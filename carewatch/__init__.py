@@ -1,1 +1,1 @@
-"""CareWatch composition root: settings, CLI, logging, wiring."""
+"""CareWatch's composition root: the CLI, one build of the parts, admin commands, migrations."""

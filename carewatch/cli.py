@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_rules(path: Path | None) -> int:
-    from rules.config import RulesError, load_rules
+    from rules.config import load_rules
+    from rules.exceptions import RulesError
 
     try:
         rules = load_rules(path)
@@ -81,6 +82,7 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` names; the process's exit status."""
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -104,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_until_signal(lambda stop: run_demo(settings, stop))
         return 0
     ingest = args.command in ("run", "ingest")
-    from alerts.service import ChannelConfigError
-    from rules.config import RulesError
+    from alerts.exceptions import ChannelConfigError
+    from rules.exceptions import RulesError
 
     try:
         _run_until_signal(lambda stop: run_service(settings, stop, ingest=ingest))

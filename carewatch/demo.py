@@ -1,12 +1,8 @@
 """`carewatch demo` (`make demo`): the whole stack on this machine, and what it is doing.
 
-Starts Mosquitto and InfluxDB from Debian's binaries under `$CAREWATCH_STATE_DIR/demo`
-(bound to 127.0.0.1), the service (ingest and API) in this process, and a simulated
-fleet of 50 wristbands and 10 bins, each its own MQTT client with its own password.
-Every two seconds it prints the message rates, rejects, devices online and
-findings. Notifications go to a small local inbox standing in for the SMS and
-WeChat providers, which prints each message as a family member or grid worker
-would receive it. Ctrl-C stops everything it started.
+Mosquitto and InfluxDB from Debian's binaries under `$CAREWATCH_STATE_DIR/demo` (127.0.0.1),
+the service in this process, 50 wristbands and 10 bins each logging in as itself; rates every
+2 s, and each SMS or WeChat message printed by a local inbox as its reader would see it.
 """
 
 from __future__ import annotations
@@ -17,21 +13,24 @@ import json
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from alerts.service import AlertService
+from carewatch.build import Parts, assembled
 from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
-from carewatch.migrations import migrate
 from carewatch.runtime import serve
 from core.db import Database
 from core.secrets import hash_password
 from core.settings import MqttTarget, Settings
-from devices import registry
 from devices.access import Role, Scope
+from devices.bindings import bind_device, register_device
+from devices.organisation import create_building, create_community, create_grid
+from devices.residents import create_resident
 from devices.tables import User
-from ingest.service import IngestService
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet, write_manifest
@@ -44,6 +43,8 @@ DEMO_INTERVAL = 5.0
 WRISTBANDS = 50
 BINS = 10
 # A few incidents so the first minutes show events, not only telemetry.
+# Registers the demo fleet: an administrator's reach.
+DEMO_SCOPE = Scope(user_id=0, role=Role.ADMIN, community_id=None, grid_ids=frozenset())
 SCENARIOS = (
     "fall@w0003+1m",
     "tachycardia@w0007+30s-3m",
@@ -67,6 +68,7 @@ def _port(preferred: int) -> int:
 
 
 async def run_demo(settings: Settings, stop: asyncio.Event) -> None:
+    """Start the local servers, the service and the fleet; stop them all when `stop` is set."""
     root = settings.state_dir.resolve() / "demo"
     fleet = FleetConfig(
         wristbands=WRISTBANDS,
@@ -99,7 +101,6 @@ async def run_demo(settings: Settings, stop: asyncio.Event) -> None:
 
 async def _register_fleet(database: Database, devices: list[DeviceSpec]) -> None:
     """The simulated fleet in the registry (once): a community, its grids, residents, devices."""
-    scope = Scope(user_id=0, role=Role.ADMIN, community_id=None, grid_ids=frozenset())
     async with database.sessions() as session:
         if await session.scalar(select(User.id).where(User.username == DEMO_USER)):
             return
@@ -112,80 +113,98 @@ async def _register_fleet(database: Database, devices: list[DeviceSpec]) -> None
             )
         )
         await session.commit()
-        community = await registry.create_community(
-            session, scope, name="幸福社区", duty_phone="13900009999"
+        community = await create_community(
+            session, DEMO_SCOPE, name="幸福社区", duty_phone="13900009999"
         )
-        grids: dict[str, int] = {}
-        buildings: dict[str, int] = {}
+        places = _Places(community.id)
         for spec in devices:
-            entry = spec.entry
-            if entry.grid not in grids:
-                number = len(grids) + 1
-                worker = User(
-                    username=f"worker{number}",
-                    full_name=f"{'王李赵钱孙周吴郑'[number % 8]}芳",
-                    role="grid_worker",
-                    phone=f"1390000{number:04d}",
-                    wechat=f"worker{number}",
-                    password_hash=hash_password(DEMO_PASSWORD),
-                )
-                session.add(worker)
-                await session.commit()
-                grid = await registry.create_grid(
-                    session,
-                    scope,
-                    community_id=community.id,
-                    name=entry.grid,
-                    worker_ids=[worker.id],
-                )
-                grids[entry.grid] = grid.id
-            if entry.building not in buildings:
-                building = await registry.create_building(
-                    session, scope, grid_id=grids[entry.grid], name=entry.building
-                )
-                buildings[entry.building] = building.id
-            await registry.register_device(
-                session,
-                scope,
-                device_id=entry.device_id,
-                kind=entry.kind.value,
-                grid_id=grids[entry.grid],
-                interval_s=int(DEMO_INTERVAL),
-            )
-            if entry.kind.value == "wristband":
-                resident = await registry.create_resident(
-                    session,
-                    scope,
-                    {
-                        "grid_id": grids[entry.grid],
-                        "building_id": buildings[entry.building],
-                        "name": _resident_name(int(spec.name[1:])),
-                        "birth_year": 1940,
-                        "gender": "女" if int(spec.name[1:]) % 2 else "男",
-                        "unit": "1单元",
-                        "room": f"{100 + int(spec.name[1:])}",
-                        "service_needs": ["daily_check"],
-                        "tags": ["lives-alone"],
-                        "contacts": [
-                            {
-                                "name": f"家属{spec.name[1:]}",
-                                "relation": "子女",
-                                "phone": f"1380000{int(spec.name[1:]):04d}",
-                                "wechat": f"family{spec.name[1:]}",
-                                "channels": ["wechat", "sms"],
-                            }
-                        ],
-                    },
-                )
-                await registry.bind_device(session, scope, entry.device_id, resident_id=resident.id)
-            else:
-                await registry.bind_device(
-                    session,
-                    scope,
-                    entry.device_id,
-                    building_id=buildings[entry.building],
-                    category=entry.category.value if entry.category else "other",
-                )
+            await _register_device(session, places, spec)
+
+
+@dataclass
+class _Places:
+    """The grids and buildings registered so far, by name."""
+
+    community_id: int
+    grids: dict[str, int] = field(default_factory=dict)
+    buildings: dict[str, int] = field(default_factory=dict)
+
+
+async def _grid(session: AsyncSession, places: _Places, name: str) -> int:
+    """The grid of this name, with a worker of its own, made on first use."""
+    if name not in places.grids:
+        number = len(places.grids) + 1
+        worker = User(
+            username=f"worker{number}",
+            full_name=f"{'王李赵钱孙周吴郑'[number % 8]}芳",
+            role="grid_worker",
+            phone=f"1390000{number:04d}",
+            wechat=f"worker{number}",
+            password_hash=hash_password(DEMO_PASSWORD),
+        )
+        session.add(worker)
+        await session.commit()
+        grid = await create_grid(
+            session, DEMO_SCOPE, community_id=places.community_id, name=name, worker_ids=[worker.id]
+        )
+        places.grids[name] = grid.id
+    return places.grids[name]
+
+
+async def _register_device(session: AsyncSession, places: _Places, spec: DeviceSpec) -> None:
+    """One device, bound to a new resident (a wristband) or to its building (a bin)."""
+    entry = spec.entry
+    grid_id = await _grid(session, places, entry.grid)
+    if entry.building not in places.buildings:
+        building = await create_building(session, DEMO_SCOPE, grid_id=grid_id, name=entry.building)
+        places.buildings[entry.building] = building.id
+    building_id = places.buildings[entry.building]
+    await register_device(
+        session,
+        DEMO_SCOPE,
+        device_id=entry.device_id,
+        kind=entry.kind.value,
+        grid_id=grid_id,
+        interval_s=int(DEMO_INTERVAL),
+    )
+    if entry.kind.value != "wristband":
+        await bind_device(
+            session,
+            DEMO_SCOPE,
+            entry.device_id,
+            building_id=building_id,
+            category=entry.category.value if entry.category else "other",
+        )
+        return
+    resident = await create_resident(
+        session, DEMO_SCOPE, _resident_fields(spec.name[1:], grid_id, building_id)
+    )
+    await bind_device(session, DEMO_SCOPE, entry.device_id, resident_id=resident.id)
+
+
+def _resident_fields(suffix: str, grid_id: int, building_id: int) -> dict[str, Any]:
+    """The file of the resident who wears wristband `w<suffix>`, with one family contact."""
+    number = int(suffix)
+    return {
+        "grid_id": grid_id,
+        "building_id": building_id,
+        "name": _resident_name(number),
+        "birth_year": 1940,
+        "gender": "女" if number % 2 else "男",
+        "unit": "1单元",
+        "room": f"{100 + number}",
+        "service_needs": ["daily_check"],
+        "tags": ["lives-alone"],
+        "contacts": [
+            {
+                "name": f"家属{suffix}",
+                "relation": "子女",
+                "phone": f"1380000{number:04d}",
+                "wechat": f"family{suffix}",
+                "channels": ["wechat", "sms"],
+            }
+        ],
+    }
 
 
 async def _inbox() -> tuple[asyncio.Server, int]:
@@ -220,6 +239,28 @@ async def _inbox() -> tuple[asyncio.Server, int]:
     return server, port
 
 
+def _service_settings(
+    settings: Settings, root: Path, broker: Mosquitto, influx: InfluxDB, manifest: Path, inbox: int
+) -> Settings:
+    """The operator's settings pointed at the demo's broker, InfluxDB, fleet and inbox."""
+    return settings.model_copy(
+        update={
+            "mqtt_url": broker.url(),
+            "mqtt_admin_url": broker.url(Mosquitto.ADMIN_USER),
+            "influx_url": influx.url,
+            "state_dir": root / "state",
+            "http_listen": f"{HOST}:{_port(settings.http_host_port[1])}",
+            "ingest": settings.ingest.model_copy(update={"devices_file": manifest}),
+            "alerts": settings.alerts.model_copy(
+                update={
+                    "sms_url": f"json://{HOST}:{inbox}/sms/{{phone}}",
+                    "wechat_url": f"json://{HOST}:{inbox}/wechat/{{wechat}}",
+                }
+            ),
+        }
+    )
+
+
 async def _run(
     settings: Settings,
     stop: asyncio.Event,
@@ -231,68 +272,49 @@ async def _run(
     devices: list[DeviceSpec],
 ) -> None:
     inbox, inbox_port = await _inbox()
-    service_settings = settings.model_copy(
-        update={
-            "mqtt_url": broker.url(),
-            "mqtt_admin_url": broker.url(Mosquitto.ADMIN_USER),
-            "influx_url": influx.url,
-            "state_dir": root / "state",
-            "http_listen": f"{HOST}:{_port(settings.http_host_port[1])}",
-            "ingest": settings.ingest.model_copy(update={"devices_file": manifest}),
-            "alerts": settings.alerts.model_copy(
-                update={
-                    "sms_url": f"json://{HOST}:{inbox_port}/sms/{{phone}}",
-                    "wechat_url": f"json://{HOST}:{inbox_port}/wechat/{{wechat}}",
-                }
-            ),
-        }
-    )
-    database = Database(service_settings.database_url_resolved)
-    await migrate(database)
-    await _register_fleet(database, devices)
-    alerts = AlertService(service_settings, database)
-    service = IngestService(service_settings, database=database, finding_sinks=[alerts])
-    if service.rules is not None:
-        alerts.unlatch = service.rules.resolve
-    server = asyncio.create_task(
-        serve(service_settings, stop, database=database, service=service, alerts=alerts)
-    )
-    await asyncio.sleep(1.0)
-    print(
-        f"service on http://{service_settings.http_listen} (/docs, /metrics, /healthz); "
-        f"log in as {DEMO_USER} / {DEMO_PASSWORD}, e.g. GET /api/v1/status/devices"
-    )
-    print(
-        f"fleet: {fleet.wristbands} wristbands, {fleet.bins} bins, every {fleet.interval:.0f} s; "
-        f"incidents: {', '.join(SCENARIOS)}"
-    )
-    print("Ctrl-C stops everything.\n")
-    sim_stop = asyncio.Event()
-    sim = asyncio.create_task(run_fleet(fleet, broker_target(broker), stop=sim_stop))
-    display = asyncio.create_task(_display(service, stop))
-    await stop.wait()
-    sim_stop.set()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(sim, 30)
-    display.cancel()
-    await server
+    service_settings = _service_settings(settings, root, broker, influx, manifest, inbox_port)
+    async with assembled(service_settings, ingest=True, alerts=True) as parts:
+        assert parts.database is not None
+        await _register_fleet(parts.database, devices)
+        server = asyncio.create_task(serve(parts, stop))
+        await asyncio.sleep(1.0)
+        print(
+            f"service on http://{service_settings.http_listen} (/docs, /metrics, /healthz); "
+            f"log in as {DEMO_USER} / {DEMO_PASSWORD}, e.g. GET /api/v1/status/devices"
+        )
+        print(
+            f"fleet: {fleet.wristbands} wristbands, {fleet.bins} bins, "
+            f"every {fleet.interval:.0f} s; incidents: {', '.join(SCENARIOS)}"
+        )
+        print("Ctrl-C stops everything.\n")
+        sim_stop = asyncio.Event()
+        sim = asyncio.create_task(run_fleet(fleet, broker_target(broker), stop=sim_stop))
+        display = asyncio.create_task(_display(parts, stop))
+        await stop.wait()
+        sim_stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sim, 30)
+        display.cancel()
+        await server
     inbox.close()
-    await database.dispose()
 
 
 def broker_target(broker: Mosquitto) -> MqttTarget:
+    """The demo broker as the fleet's target."""
     # Each simulated device logs in as itself; the target names only the broker.
     return MqttTarget(host=HOST, port=broker.port, tls=False, username=None, password=None)
 
 
-async def _display(service: IngestService, stop: asyncio.Event) -> None:
-    m = service.metrics
+async def _display(parts: Parts, stop: asyncio.Event) -> None:
+    """Every 2 s a line of rates and counts, as an operator would watch them."""
+    assert parts.ingest is not None
+    m = parts.ingest.metrics
     last = (time.monotonic(), m.received, m.written)
     print(
         f"{'time':>8} {'in/s':>7} {'written/s':>9} {'received':>9} {'written':>9} "
         f"{'rejected':>8} {'spooled':>7} {'online':>6} {'seen':>5} {'findings':>8}"
     )
-    rules = service.rules
+    rules = parts.rules
     while not stop.is_set():
         await asyncio.sleep(2.0)
         now = (time.monotonic(), m.received, m.written)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Final
 
 from core.settings import MqttTarget
-from devices.dynsec_bootstrap import ADMIN_USER, find_plugin, write_config
-from devices.provisioning import DynsecProvisioner
+from devices.broker.dynsec_bootstrap import ADMIN_USER, find_plugin, write_config
+from devices.broker.provisioning import DynsecProvisioner
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 HOST: Final = "127.0.0.1"
@@ -32,6 +32,7 @@ class LocalStackError(RuntimeError):
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
@@ -142,6 +143,7 @@ class Mosquitto(_Server):
         self.set_users(users)
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
+        """The broker's URL for `user` (the service's by default), password included."""
         user = user or self.SERVICE_USER
         if password is None:
             password = {
@@ -152,9 +154,11 @@ class Mosquitto(_Server):
         return f"mqtt://{user}:{password}@{HOST}:{self.port}"
 
     def admin_target(self) -> MqttTarget:
+        """The dynamic security admin's target, for provisioning."""
         return MqttTarget.from_url(self.url(self.ADMIN_USER))
 
     def write_config(self) -> None:
+        """Write mosquitto.conf: one listener on 127.0.0.1, dynamic security, persistence."""
         self.conf.write_text(
             "\n".join(
                 [
@@ -260,6 +264,7 @@ class InfluxDB(_Server):
 
     @property
     def url(self) -> str:
+        """The base URL of InfluxDB's HTTP API."""
         return f"http://{HOST}:{self.port}"
 
     def _command(self) -> list[str]:
@@ -380,6 +385,7 @@ class PostgreSQL(_Server):
             time.sleep(0.1)
 
     def start(self) -> None:
+        """Start the cluster, as `postgres` when run as root."""
         if self._as:
             shutil.chown(self.folder, "postgres")
             self.log.touch()
@@ -411,6 +417,7 @@ class PostgreSQL(_Server):
         super().stop(timeout=timeout)
 
     def url(self, database: str = "postgres") -> str:
+        """The SQLAlchemy URL of `database` on this cluster."""
         return f"postgresql+asyncpg://{self.USER}:{self.PASSWORD}@{HOST}:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:

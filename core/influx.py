@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import httpx
 
-from ingest.exceptions import InfluxWriteError
+from core.exceptions import InfluxWriteError
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, true
 
+from devices.exceptions import forbidden
 from devices.tables import Grid, User
 
 
 class Role(StrEnum):
+    """What a user is: an admin, a community's supervisor or a grid worker."""
+
     ADMIN = "admin"
     SUPERVISOR = "supervisor"
     GRID_WORKER = "grid_worker"
@@ -33,6 +36,7 @@ class Scope:
 
     @classmethod
     def of(cls, user: User) -> Scope:
+        """The scope of a logged-in user."""
         return cls(
             user_id=user.id,
             role=Role(user.role),
@@ -42,6 +46,7 @@ class Scope:
 
     @property
     def is_admin(self) -> bool:
+        """Whether the user is an admin, who sees and changes everything."""
         return self.role is Role.ADMIN
 
     def grid_filter(
@@ -66,6 +71,7 @@ class Scope:
         return grid_column.in_(sorted(self.grid_ids))  # type: ignore[no-any-return]
 
     def can_read_grid(self, grid: Grid) -> bool:
+        """Whether this user may see the grid and what is in it."""
         if self.role is Role.ADMIN:
             return True
         if self.role is Role.SUPERVISOR:
@@ -77,3 +83,9 @@ class Scope:
         if self.role is Role.ADMIN:
             return True
         return self.role is Role.GRID_WORKER and grid_id is not None and grid_id in self.grid_ids
+
+
+def require_admin(scope: Scope) -> None:
+    """Raise ForbiddenError unless the scope is an admin's."""
+    if not scope.is_admin:
+        raise forbidden()

@@ -1,8 +1,6 @@
-"""Who a device is: its kind and registry context (grid, building, bin category).
+"""Who a device is, from a CSV file: its kind and context (grid, building, bin category).
 
-Until the registry (issue 3) serves this, it comes from a CSV file with the
-header `device_id,kind,grid,building,category`, the fleet manifest the
-simulators write.
+The file is the fleet manifest the simulators write, header `device_id,kind,grid,building,category`.
 """
 
 from __future__ import annotations
@@ -11,21 +9,20 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from devices.exceptions import DirectoryError
 from protocol.models import Category, Kind
 from protocol.topics import DEVICE_ID_RE
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
+    """A device's kind and registry context, as the ingester and the rules see it."""
+
     device_id: str
     kind: Kind
     grid: str | None = None
     building: str | None = None
     category: Category | None = None
-
-
-class DirectoryError(ValueError):
-    """A device file that cannot be used; the message names the file and row."""
 
 
 def load_devices_csv(path: Path) -> dict[str, DeviceInfo]:

@@ -1,10 +1,6 @@
 """The registry tables (SQLAlchemy 2): who lives where, who answers for them, whose device is whose.
 
-One resident, one file (一人一档): a profile with health notes, personal vital
-limits, emergency contacts in order and a visit schedule. Grids (网格) belong to
-a community and have grid workers (网格员) and a supervisor. A wristband is
-bound to a resident and a bin to a building; bindings are kept with their
-validity interval, so re-binding a wristband to someone else keeps history.
+One resident, one file (一人一档); bindings keep their history. See docs/registry.md.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class DeadLetterEntry(msgspec.Struct, omit_defaults=True):
+    """One rejected message as operators read it: why, what and from where."""
+
     reason: str
     detail: str
     topic: str
@@ -52,9 +54,11 @@ class DeadLetters:
         self._encoder = msgspec.json.Encoder()
 
     def set_publisher(self, publish: Callable[[bytes], object] | None) -> None:
+        """Where entries are published on MQTT (QoS 0); None while offline."""
         self._publish = publish
 
     def record(self, rejection: Rejection, topic: str, payload: bytes, received_ms: int) -> None:
+        """Log one rejection with its payload (the first 1 KiB) and publish it; never raises."""
         kept = payload[:PAYLOAD_KEEP]
         try:
             text, b64 = kept.decode("utf-8"), None
@@ -77,4 +81,5 @@ class DeadLetters:
             self._publish(line)
 
     def close(self) -> None:
+        """Close the file."""
         self._file.close()

@@ -15,14 +15,5 @@ class MqttRefusedError(IngestError):
     """The broker refused our connection or subscription (credentials, ACL)."""
 
 
-class InfluxWriteError(IngestError):
-    """A write InfluxDB did not take; `retryable` says whether trying again can help."""
-
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.status = status
-
-
 class SpoolError(IngestError):
     """The spool folder cannot be written: the disk is full or not writable."""

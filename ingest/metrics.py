@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from core.metrics import Metric, render_prometheus
+
 
 @dataclass(slots=True)
 class IngestMetrics:
@@ -32,6 +34,7 @@ class IngestMetrics:
 
     @property
     def rejected_total(self) -> int:
+        """Messages rejected, whatever the reason."""
         return sum(self.rejected.values())
 
     def snapshot(self) -> dict[str, object]:
@@ -58,46 +61,61 @@ class IngestMetrics:
 
     def render_prometheus(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
-        out: list[str] = []
+        return render_prometheus("carewatch_ingest_", self._metrics())
 
-        def metric(name: str, kind: str, help_: str, value: float, labels: str = "") -> None:
-            full = f"carewatch_ingest_{name}"
-            out.append(f"# HELP {full} {help_}")
-            out.append(f"# TYPE {full} {kind}")
-            out.append(f"{full}{labels} {value}")
-
-        metric("received_total", "counter", "MQTT messages received.", self.received)
-        metric("written_total", "counter", "Points InfluxDB accepted.", self.written)
-        out.append("# HELP carewatch_ingest_rejected_total Messages rejected, by reason.")
-        out.append("# TYPE carewatch_ingest_rejected_total counter")
-        for reason, count in sorted(self.rejected.items()):
-            out.append(f'carewatch_ingest_rejected_total{{reason="{reason}"}} {count}')
-        metric("redelivered_total", "counter", "Duplicates dropped by seq.", self.redelivered)
-        metric("spooled_total", "counter", "Points written to the disk spool.", self.spooled)
-        metric("replayed_total", "counter", "Spooled points later written.", self.replayed)
-        metric(
-            "write_errors_total", "counter", "Failed InfluxDB write attempts.", self.write_errors
-        )
-        metric(
-            "write_refused_total",
-            "counter",
-            "Batches InfluxDB refused as bad data.",
-            self.write_refused,
-        )
-        metric("batches_total", "counter", "Batches made durable.", self.batches)
-        metric("consumer_lag", "gauge", "Messages received but not yet durable.", self.pending)
-        metric("spool_segments", "gauge", "Batches waiting in the spool.", self.spool_segments)
-        metric("spool_bytes", "gauge", "Bytes waiting in the spool.", self.spool_bytes)
-        metric("downstream_depth", "gauge", "Readings queued for the rules.", self.downstream_depth)
-        metric(
-            "mqtt_connected", "gauge", "1 while subscribed to the broker.", int(self.mqtt_connected)
-        )
-        metric(
-            "mqtt_connects_total", "counter", "Successful broker connections.", self.mqtt_connects
-        )
-        metric(
-            "influx_ok", "gauge", "1 when the last InfluxDB write succeeded.", int(self.influx_ok)
-        )
-        metric("devices_online", "gauge", "Devices whose status is online.", self.devices_online)
-        metric("devices_seen", "gauge", "Devices heard from since start.", self.devices_seen)
-        return "\n".join(out) + "\n"
+    def _metrics(self) -> list[Metric]:
+        return [
+            Metric("received_total", "counter", "MQTT messages received.", self.received),
+            Metric("written_total", "counter", "Points InfluxDB accepted.", self.written),
+            Metric(
+                "rejected_total",
+                "counter",
+                "Messages rejected, by reason.",
+                label="reason",
+                by_label=self.rejected,
+            ),
+            Metric("redelivered_total", "counter", "Duplicates dropped by seq.", self.redelivered),
+            Metric("spooled_total", "counter", "Points written to the disk spool.", self.spooled),
+            Metric("replayed_total", "counter", "Spooled points later written.", self.replayed),
+            Metric(
+                "write_errors_total",
+                "counter",
+                "Failed InfluxDB write attempts.",
+                self.write_errors,
+            ),
+            Metric(
+                "write_refused_total",
+                "counter",
+                "Batches InfluxDB refused as bad data.",
+                self.write_refused,
+            ),
+            Metric("batches_total", "counter", "Batches made durable.", self.batches),
+            Metric("consumer_lag", "gauge", "Messages received but not yet durable.", self.pending),
+            Metric("spool_segments", "gauge", "Batches waiting in the spool.", self.spool_segments),
+            Metric("spool_bytes", "gauge", "Bytes waiting in the spool.", self.spool_bytes),
+            Metric(
+                "downstream_depth", "gauge", "Readings queued for the rules.", self.downstream_depth
+            ),
+            Metric(
+                "mqtt_connected",
+                "gauge",
+                "1 while subscribed to the broker.",
+                int(self.mqtt_connected),
+            ),
+            Metric(
+                "mqtt_connects_total",
+                "counter",
+                "Successful broker connections.",
+                self.mqtt_connects,
+            ),
+            Metric(
+                "influx_ok",
+                "gauge",
+                "1 when the last InfluxDB write succeeded.",
+                int(self.influx_ok),
+            ),
+            Metric(
+                "devices_online", "gauge", "Devices whose status is online.", self.devices_online
+            ),
+            Metric("devices_seen", "gauge", "Devices heard from since start.", self.devices_seen),
+        ]

@@ -1,15 +1,6 @@
 """The ingest loop: every message decoded once, batched, made durable, then acknowledged.
 
-A QoS 1 message is acknowledged to the broker only after the batch holding it
-is in InfluxDB or in the spool (`TelemetryWriter.write`). If the process dies
-before that, the broker still holds the message in our persistent session and
-sends it again; the point it makes has the same series and timestamp, so the
-second write changes nothing. Readings also go to downstream consumers (the
-rule engine) through bounded queues; a full queue pauses reading from the
-broker instead of growing memory. A batch is acknowledged only once every
-consumer has also handled its readings (the rule engine makes its findings
-durable before it returns), so a crash makes the broker send them again
-instead of a fall being stored but never judged.
+Acknowledged only once durable and settled by every consumer: docs/ingest.md.
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ from ingest.exceptions import SpoolError
 from ingest.metrics import IngestMetrics
 from ingest.points import LineEncoder
 from ingest.status import DeviceStatusBook
-from protocol.decode import Decoder
+from protocol.decode import Decoded, Decoder
 from protocol.models import Reading, Rejection, StatusChange
 
 log = logging.getLogger(__name__)
@@ -38,7 +29,7 @@ _CHUNK = 1000  # items a consumer handles before it settles them
 
 
 class ReadingConsumer(Protocol):
-    """What the rule engine implements to see every valid reading and status change.
+    """What a consumer (the rule engine) implements to see every valid reading and status change.
 
     Items come in chunks: `handle` each, then `settle` once. After `settle`
     returns, the chunk is done with (the rule engine has made its findings
@@ -47,15 +38,18 @@ class ReadingConsumer(Protocol):
     transaction.
     """
 
-    async def handle(self, item: Item) -> None: ...
+    async def handle(self, item: Item) -> None:
+        """Take one reading or status change of the chunk."""
 
-    async def settle(self) -> None: ...
+    async def settle(self) -> None:
+        """Finish the chunk: its messages may be acknowledged once this returns."""
 
 
 class BatchSink(Protocol):
     """Where batches go (`ingest.writer.TelemetryWriter`): returns once the batch is durable."""
 
-    async def write(self, body: bytes, points: int) -> None: ...
+    async def write(self, body: bytes, points: int) -> None:
+        """Return once the batch of line protocol is durable."""
 
 
 class FlowControl(Protocol):
@@ -63,11 +57,14 @@ class FlowControl(Protocol):
 
     generation: int
 
-    def ack(self, packet_ids: list[int], generation: int) -> bool: ...
+    def ack(self, packet_ids: list[int], generation: int) -> bool:
+        """Acknowledge messages of connection `generation`; False if it is gone."""
 
-    def pause(self) -> None: ...
+    def pause(self) -> None:
+        """Stop reading from the broker."""
 
-    def resume(self) -> None: ...
+    def resume(self) -> None:
+        """Read from the broker again."""
 
 
 @dataclass(slots=True)
@@ -181,6 +178,7 @@ class Ingester:
         ]
 
     def attach(self, flow: FlowControl) -> None:
+        """The broker side to acknowledge, pause and resume (the subscriber)."""
         self._flow = flow
 
     # -- the hot path -------------------------------------------------------
@@ -211,16 +209,8 @@ class Ingester:
                     self.status.seen(item, now_ms)
                     for downstream in self._downstream:
                         downstream.put(item)
-            elif type(item) is StatusChange:
-                metrics.status_changes += 1
-                self.status.status(item)
-                metrics.devices_online = self.status.online
-                for downstream in self._downstream:
-                    downstream.put(item)
-            elif topic != self._deadletter_topic:
-                assert isinstance(item, Rejection)
-                metrics.rejected[item.reason] += 1
-                self._deadletters.record(item, topic, payload, now_ms)
+            else:
+                self._not_a_reading(item, topic, payload, now_ms)
         except Exception:
             # A bug here must cost one message, not the connection; keep it visible.
             metrics.rejected["internal_error"] += 1
@@ -233,6 +223,20 @@ class Ingester:
             self._cut()
             if metrics.pending >= self._max_pending:
                 self._pressure("writer", True)
+
+    def _not_a_reading(self, item: Decoded, topic: str, payload: bytes, now_ms: int) -> None:
+        # Off the hot path (status changes and rejects are rare): a call more costs nothing.
+        metrics = self.metrics
+        if type(item) is StatusChange:
+            metrics.status_changes += 1
+            self.status.status(item)
+            metrics.devices_online = self.status.online
+            for downstream in self._downstream:
+                downstream.put(item)
+        elif topic != self._deadletter_topic:
+            assert isinstance(item, Rejection)
+            metrics.rejected[item.reason] += 1
+            self._deadletters.record(item, topic, payload, now_ms)
 
     # -- batching and durability ---------------------------------------------
 
@@ -292,6 +296,7 @@ class Ingester:
         await self._drain()
 
     async def run_downstream(self) -> None:
+        """Feed each consumer its queue, chunk by chunk, until cancelled."""
         await asyncio.gather(*(d.run() for d in self._downstream))
 
     # -- backpressure -----------------------------------------------------------

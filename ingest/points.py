@@ -49,6 +49,7 @@ class LineEncoder:
 
     @classmethod
     def from_devices(cls, devices: Mapping[str, DeviceInfo]) -> LineEncoder:
+        """An encoder with the registry tags of each device in the directory."""
         return cls(
             {
                 d.device_id: DeviceTags(
@@ -62,6 +63,7 @@ class LineEncoder:
         )
 
     def set_context(self, device_id: str, tags: DeviceTags) -> None:
+        """Set (or replace) the tags of one device's points."""
         self._context[device_id] = tags
 
     def _tags(self, device_id: str) -> DeviceTags:

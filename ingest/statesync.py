@@ -1,27 +1,6 @@
-"""The ingester's device state, upserted into the registry's `device_state` table.
+"""The ingester's device status, upserted into the registry's `device_state` table.
 
-The API serves device status (online, last seen, battery, worn, last reading)
-from that table instead of scanning InfluxDB on each request. The ingester
-already knows all of it in memory (`ingest.status.DeviceStatusBook`), and the
-book marks each device it touches as dirty. Every `interval` seconds,
-`DeviceStateSync.flush` takes those ids and upserts one row per device, in
-batches of `batch_rows` rows per statement and one transaction per flush.
-
-This runs beside the hot path, never on it: the book only assigns fields and
-adds to a set. Turning the last telemetry Struct into a dict happens here, at
-flush time. A failing database costs nothing but freshness: the flush logs
-the error and hands the ids back to the book, and the next flush writes them
-with their newest state. The flush never raises into ingest.
-
-The upsert keeps what this process does not know. After a restart the book
-starts empty, so a device's first message cannot erase what an earlier run
-wrote:
-
-- battery and worn keep the stored value where the book has none yet;
-- last_reading is replaced only by a row that carries a reading;
-- last_seen_ms never moves back;
-- online and status_since_ms change only with a status at least as new as
-  the stored one.
+Off the hot path, never raising into ingest; what the upsert keeps: docs/ingest.md.
 """
 
 from __future__ import annotations
@@ -40,7 +19,7 @@ from sqlalchemy.sql.expression import Executable
 
 from core.db import Database
 from devices.tables import DeviceState as DeviceStateRow
-from ingest.status import DeviceState, DeviceStatusBook, Telemetry
+from ingest.status import DeviceStatus, DeviceStatusBook, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +36,7 @@ def reading_dict(body: Telemetry) -> dict[str, Any]:
     return {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
 
 
-def state_row(device_id: str, state: DeviceState) -> Row:
+def state_row(device_id: str, state: DeviceStatus) -> Row:
     """The `device_state` row for one device of the book."""
     body = state.last_telemetry
     return {
@@ -94,13 +73,8 @@ def _set_clause(excluded: Any, with_reading: bool) -> dict[str, ColumnElement[An
 
 
 def upsert_statement(dialect: str, *, with_reading: bool) -> Executable:
-    """INSERT ... ON CONFLICT (device_id) DO UPDATE for SQLite or PostgreSQL, run with many rows.
-
-    Built once and executed with a list of rows (the driver's executemany: one
-    prepared statement for the whole batch). A multi-row VALUES list would have
-    SQLAlchemy compile a new statement for every batch, which costs about
-    70 µs a row, more than the database's own work.
-    """
+    """INSERT ... ON CONFLICT (device_id) DO UPDATE for SQLite or PostgreSQL, run with many rows."""
+    # Built once, executed with a list of rows (executemany): docs/ingest.md says why.
     if dialect == "sqlite":
         lite = sqlite.insert(_TABLE)
         return lite.on_conflict_do_update(

@@ -22,7 +22,9 @@ Telemetry = WristbandTelemetry | BinTelemetry
 
 
 @dataclass(slots=True)
-class DeviceState:
+class DeviceStatus:
+    """One device as the ingester last saw it (its row in the registry: `device_state`)."""
+
     kind: Kind
     online: bool | None = None  # None until the device's status topic says
     status_since_ms: int | None = None
@@ -39,23 +41,24 @@ class DeviceStatusBook:
     """Per-device state kept by the ingest loop; only this worker's devices (DESIGN: scaling)."""
 
     def __init__(self) -> None:
-        self.devices: dict[str, DeviceState] = {}
+        self.devices: dict[str, DeviceStatus] = {}
         self.online = 0
         # Devices changed since the last `take_dirty()`: what the state sync writes next.
         self.dirty: set[str] = set()
 
-    def _state(self, device_id: str, kind: Kind) -> DeviceState:
+    def _state(self, device_id: str, kind: Kind) -> DeviceStatus:
         state = self.devices.get(device_id)
         if state is None:
-            state = self.devices[device_id] = DeviceState(kind)
+            state = self.devices[device_id] = DeviceStatus(kind)
         return state
 
     def seen(self, reading: Reading, now_ms: int) -> None:
+        """A valid reading from the device at `now_ms`: last seen, battery, worn, last telemetry."""
         # The hot path: one dict lookup, a few assignments, one set add.
         device_id = reading.device_id
         state = self.devices.get(device_id)
         if state is None:
-            state = self.devices[device_id] = DeviceState(reading.kind)
+            state = self.devices[device_id] = DeviceStatus(reading.kind)
         state.last_seen_ms = now_ms
         state.messages += 1
         self.dirty.add(device_id)
@@ -83,6 +86,7 @@ class DeviceStatusBook:
                 state.worn = True
 
     def status(self, change: StatusChange) -> None:
+        """The device's retained status changed (online, or offline by its last will)."""
         state = self._state(change.device_id, change.kind)
         if state.online is not change.online:
             self.online += (1 if change.online else 0) - (1 if state.online else 0)

@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 
+from core.exceptions import InfluxWriteError
 from core.influx import InfluxClient
-from ingest.exceptions import InfluxWriteError
 from ingest.metrics import IngestMetrics
 from ingest.spool import Spool
 
@@ -85,6 +85,7 @@ class TelemetryWriter:
             await self.replay()
 
     async def replay(self) -> None:
+        """Write spooled batches, oldest first, until the spool is empty or InfluxDB refuses."""
         while (head := self._spool.peek()) is not None:
             segment, body = head
             points = body.count(b"\n") + 1

@@ -1,4 +1,4 @@
-"""The MQTT 5 packets CareWatch writes by hand: CONNECT, SUBSCRIBE, PUBLISH, PUBACK.
+"""The MQTT 5 packets CareWatch writes and reads by hand: CONNECT, SUBSCRIBE, PUBLISH, PUBACK.
 
 Shared by ingest's subscriber (ingest/mqtt.py) and the simulators' fast publisher
 (simulators/wire.py).
@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
+
+from protocol.exceptions import PacketError
 
 # Packet types (upper nibble of the first byte).
 CONNECT: Final = 0x10
@@ -120,3 +122,188 @@ def publish_qos0_packet(topic: str, payload: bytes) -> bytes:
 def puback_packets(packet_ids: Iterable[int]) -> bytes:
     table = _PUBACKS
     return b"".join([table[pid] for pid in packet_ids])
+
+
+# The publisher's side (simulators/wire.py): a clean CONNECT, QoS 1 PUBLISH, and
+# parsing CONNACK and PUBACK.
+
+_SERVER_RECEIVE_MAXIMUM: Final = 65535  # what a CONNACK without the property means
+# Property identifier -> bytes of its value, for the fixed-size properties;
+# 0 marks a UTF-8 string or binary data (two length bytes first), -1 a string
+# pair, -2 a variable byte integer.
+_PROPERTY_SIZES: Final = {
+    0x01: 1, 0x02: 4, 0x03: 0, 0x08: 0, 0x09: 0, 0x0B: -2, 0x11: 4, 0x12: 0,
+    0x13: 2, 0x15: 0, 0x16: 0, 0x17: 1, 0x18: 4, 0x19: 1, 0x1A: 0, 0x1C: 0,
+    0x1F: 0, 0x21: 2, 0x22: 2, 0x23: 2, 0x24: 1, 0x25: 1, 0x26: -1, 0x27: 4,
+    0x28: 1, 0x29: 1, 0x2A: 1,
+}  # fmt: skip
+_RECEIVE_MAXIMUM: Final = 0x21
+_REASON_STRING: Final = 0x1F
+
+
+@dataclass(frozen=True, slots=True)
+class Connack:
+    """What a CONNACK says: the reason code and the limits a publisher must keep."""
+
+    session_present: bool
+    reason_code: int
+    receive_maximum: int = _SERVER_RECEIVE_MAXIMUM  # QoS 1 publishes in flight at most
+    reason: str = ""  # the broker's reason string, if it sent one
+
+
+def clean_connect_packet(
+    client_id: str,
+    username: str | None = None,
+    password: str | None = None,
+    *,
+    keepalive: int = 60,
+) -> bytes:
+    """An MQTT 5 CONNECT with clean start and no session kept after the connection."""
+    flags = 0x02  # clean start; no session expiry property, so none outlives the connection
+    payload = encode_string(client_id)
+    if username is not None:
+        flags |= 0x80
+        payload += encode_string(username)
+    if password is not None:
+        flags |= 0x40
+        payload += encode_string(password)
+    variable = encode_string("MQTT") + bytes((5, flags)) + keepalive.to_bytes(2, "big") + b"\x00"
+    return _packet(CONNECT, variable + payload)
+
+
+def publish_qos1_packet(
+    topic: bytes, packet_id: int, payload: bytes, *, dup: bool = False
+) -> bytes:
+    """A QoS 1 PUBLISH without properties; the topic comes UTF-8 encoded (once per device)."""
+    first = PUBLISH | 0x02 | (0x08 if dup else 0)
+    # topic length (2), topic, packet id (2), property length (1), payload
+    size = 5 + len(topic) + len(payload)
+    return b"".join(
+        (
+            bytes((first,)),
+            encode_varint(size),
+            len(topic).to_bytes(2, "big"),
+            topic,
+            packet_id.to_bytes(2, "big"),
+            b"\x00",
+            payload,
+        )
+    )
+
+
+def remaining_length(buffer: bytes | bytearray, pos: int = 0) -> tuple[int, int] | None:
+    """(remaining length, offset of the body) of the packet at pos; None if the header is cut."""
+    length, shift, i, end = 0, 0, pos + 1, len(buffer)
+    while i < end:
+        byte = buffer[i]
+        i += 1
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return length, i
+        shift += 7
+        if shift > 21:
+            msg = "malformed remaining length (more than four bytes)"
+            raise PacketError(msg)
+    return None
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """A variable byte integer at pos inside a complete packet body, and the offset after it."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 21:
+            msg = "malformed variable byte integer"
+            raise PacketError(msg)
+
+
+def _properties(data: bytes, pos: int) -> dict[int, int | bytes]:
+    """The properties starting at pos (their length first), by identifier; pairs are skipped."""
+    length, pos = _varint_at(data, pos)
+    end = pos + length
+    if end > len(data):
+        msg = "properties run past the end of the packet"
+        raise PacketError(msg)
+    found: dict[int, int | bytes] = {}
+    while pos < end:
+        ident = data[pos]
+        pos += 1
+        size = _PROPERTY_SIZES.get(ident)
+        if size is None:
+            msg = f"unknown property 0x{ident:02x}"
+            raise PacketError(msg)
+        if size > 0:
+            found[ident] = int.from_bytes(data[pos : pos + size], "big")
+            pos += size
+        elif size == -2:
+            found[ident], pos = _varint_at(data, pos)
+        else:
+            for _ in range(2 if size == -1 else 1):
+                start = pos + 2
+                pos = start + int.from_bytes(data[pos:start], "big")
+                if size == 0:
+                    found[ident] = data[start:pos]
+    if pos != end:
+        msg = "a property runs past the end of the properties"
+        raise PacketError(msg)
+    return found
+
+
+def parse_connack(body: bytes) -> Connack:
+    """A CONNACK body (after the fixed header): flags, reason code and the properties."""
+    if len(body) < 2:
+        msg = f"CONNACK of {len(body)} bytes, expected at least 2"
+        raise PacketError(msg)
+    try:
+        props = _properties(body, 2) if len(body) > 2 else {}
+    except IndexError:
+        msg = "CONNACK properties cut short"
+        raise PacketError(msg) from None
+    receive_maximum = props.get(_RECEIVE_MAXIMUM, _SERVER_RECEIVE_MAXIMUM)
+    reason = props.get(_REASON_STRING, b"")
+    return Connack(
+        session_present=bool(body[0] & 0x01),
+        reason_code=body[1],
+        receive_maximum=receive_maximum if isinstance(receive_maximum, int) else 0,
+        reason=reason.decode(errors="replace") if isinstance(reason, bytes) else "",
+    )
+
+
+def parse_acks(
+    buffer: bytes | bytearray,
+) -> tuple[list[tuple[int, int]], list[tuple[int, bytes]], int]:
+    """The complete packets at the start of buffer, for a publisher.
+
+    Returns the PUBACKs as (packet id, reason code), every other packet as
+    (first byte, body), and how many bytes they took.
+    """
+    acks: list[tuple[int, int]] = []
+    others: list[tuple[int, bytes]] = []
+    pos, end = 0, len(buffer)
+    while end - pos >= 2:
+        first = buffer[pos]
+        if first == PUBACK and buffer[pos + 1] == 2:  # success without properties: most of them
+            if end - pos < 4:
+                break
+            acks.append(((buffer[pos + 2] << 8) | buffer[pos + 3], 0))
+            pos += 4
+            continue
+        header = remaining_length(buffer, pos)
+        if header is None or header[1] + header[0] > end:
+            break
+        length, start = header
+        body = bytes(buffer[start : start + length])
+        if first == PUBACK:
+            if length < 2:
+                msg = f"PUBACK of {length} bytes has no packet id"
+                raise PacketError(msg)
+            acks.append(((body[0] << 8) | body[1], body[2] if length > 2 else 0))
+        else:
+            others.append((first, body))
+        pos = start + length
+    return acks, others, pos

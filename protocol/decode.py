@@ -11,6 +11,7 @@ from typing import Final
 
 import msgspec
 
+from protocol.exceptions import TopicError
 from protocol.models import (
     READING_FIELDS,
     BinEvent,
@@ -24,7 +25,7 @@ from protocol.models import (
     WristbandEvent,
     WristbandTelemetry,
 )
-from protocol.topics import DeviceTopic, TopicError, parse_topic
+from protocol.topics import DeviceTopic, parse_topic
 
 _SCHEMAS: Final[dict[tuple[Kind, Channel], type[Body]]] = {
     (Kind.WRISTBAND, Channel.TELEMETRY): WristbandTelemetry,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
+from protocol.exceptions import TopicError
 from protocol.models import Channel, Kind
 
 PREFIX: Final = "cw/v1/"
@@ -12,14 +13,6 @@ SUBSCRIPTION: Final = "cw/v1/#"
 DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KINDS: Final = {k.value: k for k in Kind}
 _CHANNELS: Final = {c.value: c for c in Channel}
-
-
-class TopicError(ValueError):
-    """A topic outside protocol v1; `reason` is the rejection label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 class DeviceTopic(NamedTuple):

@@ -1,10 +1,6 @@
 """The rules file: validated at start with errors that name the key, compiled for the hot path.
 
-Defaults live in `rules/default.toml`; an operator's file is laid over them
-key by key, so it only needs what it changes. `[grids."<id or name>"]` tables
-override any section for one grid; a resident's personal vital limits (the
-registry's `vital_limits`, such as `hr_high = 130`) move that threshold and its
-clear level together.
+Defaults, operator files, grid overrides and personal limits: docs/rules.md, "Rules are data".
 """
 
 from __future__ import annotations
@@ -29,14 +25,11 @@ from pydantic import (
 )
 
 from core.durations import parse_duration
+from rules.exceptions import RulesFileError
 from rules.findings import Severity
 
 DEFAULT_FILE: Final = Path(__file__).with_name("default.toml")
 VITAL_FIELDS: Final = ("hr", "spo2", "sbp", "dbp", "temp")
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be used; the message names the file and the key."""
 
 
 def _seconds(value: Any) -> float:
@@ -142,7 +135,9 @@ class InactivitySpec(_Section):
     severity: Severity = Severity.WARNING
 
 
-class DeviceSpec(_Section):
+class DeviceLimits(_Section):
+    """A device's own limits: silence, offline grace, not worn, battery."""
+
     offline_intervals: float = Field(3, gt=0)
     default_interval: Seconds = 60.0
     offline_grace: Seconds = 120.0
@@ -209,7 +204,7 @@ class SiteRules(_Section):
     baseline: BaselineSpec = BaselineSpec()
     events: EventsSpec = EventsSpec()
     inactivity: InactivitySpec = InactivitySpec()
-    device: DeviceSpec = DeviceSpec()
+    device: DeviceLimits = DeviceLimits()
     wandering: WanderingSpec = WanderingSpec()
     bins: BinsSpec = BinsSpec()
 
@@ -289,7 +284,7 @@ class Limits:
     baseline: BaselineSpec
     events: EventsSpec
     inactivity: InactivitySpec
-    device: DeviceSpec
+    device: DeviceLimits
     wandering: WanderingSpec
     bins: BinsSpec
 
@@ -376,16 +371,16 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _explain(source: str, exc: ValidationError, prefix: str = "") -> RulesError:
+def _explain(source: str, exc: ValidationError, prefix: str = "") -> RulesFileError:
     lines = [f"{source}: the rules are not valid:"]
     for error in exc.errors():
         where = ".".join([*([prefix] if prefix else []), *(str(p) for p in error["loc"])])
         lines.append(f"  {where or '(top level)'}: {error['msg']}")
-    return RulesError("\n".join(lines))
+    return RulesFileError("\n".join(lines))
 
 
 def parse_rules(overrides: Mapping[str, Any], source: str = "<rules>") -> RuleSet:
-    """Validate rules (laid over the defaults) and compile them; RulesError says what is wrong."""
+    """Validate rules (laid over the defaults) and compile them; RulesFileError says why not."""
     raw = _merge(tomllib.loads(DEFAULT_FILE.read_text(encoding="utf-8")), overrides)
     grids_raw = raw.pop("grids", {}) or {}
     try:
@@ -394,14 +389,14 @@ def parse_rules(overrides: Mapping[str, Any], source: str = "<rules>") -> RuleSe
         raise _explain(source, exc) from None
     if not isinstance(grids_raw, Mapping):
         msg = f"{source}: `grids` must be a table of tables, one per grid id or name"
-        raise RulesError(msg)
+        raise RulesFileError(msg)
     site_keys = set(SiteRules.model_fields)
     grids: dict[str, Limits] = {}
     site_raw = {k: v for k, v in raw.items() if k in site_keys}
     for grid, over in grids_raw.items():
         if not isinstance(over, Mapping):
             msg = f"{source}: grids.{grid} must be a table"
-            raise RulesError(msg)
+            raise RulesFileError(msg)
         try:
             site = SiteRules.model_validate(_merge(site_raw, over))
         except ValidationError as exc:
@@ -427,10 +422,10 @@ def load_rules(path: Path | None) -> RuleSet:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         msg = f"cannot read the rules file {path}: {exc}; check CAREWATCH_RULES__FILE"
-        raise RulesError(msg) from exc
+        raise RulesFileError(msg) from exc
     try:
         overrides = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = f"{path}: not valid TOML: {exc}"
-        raise RulesError(msg) from exc
+        raise RulesFileError(msg) from exc
     return parse_rules(overrides, str(path))

@@ -1,14 +1,6 @@
 """The rule engine at work in the ingest process: fed, ticked, checkpointed, reloaded.
 
-`RuleService` is the ingester's `ReadingConsumer`. `handle` feeds one reading;
-`settle`, after a chunk of them, returns only once the sinks took the chunk's
-findings: the ingester acknowledges the messages to the broker after that, so
-a crash between a fall arriving and its finding being recorded makes the
-broker send the fall again (the engine drops the repeat if it already had it).
-
-State is checkpointed to `<state>/rules/checkpoint.msgpack` every
-`checkpoint_interval` and at stop, and restored at start, so a sustained
-condition keeps its clock and a latched fall stays latched across deploys.
+Acknowledgement after settling, and checkpoints: docs/rules.md, "State, restarts and scaling".
 """
 
 from __future__ import annotations
@@ -22,10 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.db import Database
+from core.metrics import Metric, render_prometheus
 from core.settings import Settings
 from devices.directory import load_devices_csv
 from protocol.models import Reading, StatusChange
-from rules.config import RulesError, RuleSet, load_rules
+from rules.config import RuleSet, load_rules
 from rules.context import (
     Profile,
     build_contexts,
@@ -33,12 +26,14 @@ from rules.context import (
     profiles_from_directory,
 )
 from rules.engine import RuleEngine
+from rules.exceptions import RulesError
 from rules.findings import Finding, FindingSink
 
 log = logging.getLogger(__name__)
 
 
 def wall_ms() -> int:
+    """The wall clock in ms since the epoch: the engine's clock in production."""
     return time.time_ns() // 1_000_000
 
 
@@ -76,6 +71,7 @@ class RuleService:
     # -- the ingester's consumer ---------------------------------------------------
 
     async def handle(self, item: Reading | StatusChange) -> None:
+        """Feed one reading or status change to the engine (its findings wait for `settle`)."""
         self.engine.feed(item)
 
     async def settle(self) -> None:
@@ -127,6 +123,7 @@ class RuleService:
             self.checkpoint()
 
     async def tick(self) -> None:
+        """Tick the engine at the clock's now and publish what the passing time revealed."""
         self.engine.tick(self.clock())
         if self.engine.pending:
             await self.publish(self.engine.take())
@@ -141,6 +138,7 @@ class RuleService:
     # -- registry and rules file ------------------------------------------------------
 
     async def refresh_context(self) -> None:
+        """Re-read the registry's device context; on failure the last one stays."""
         if self.database is None:
             return
         try:
@@ -167,6 +165,7 @@ class RuleService:
         return True
 
     def apply_rules(self, rules: RuleSet) -> None:
+        """Put `rules` in force; every subject keeps its state."""
         self.rules = rules
         self.engine.set_rules(rules, build_contexts(self._profiles, rules))
         self.reloads += 1
@@ -187,6 +186,7 @@ class RuleService:
         self.checkpoints += 1
 
     def restore(self) -> bool:
+        """Take the checkpoint's state, if there is one; an unreadable one is set aside."""
         path = self.checkpoint_path
         if not path.exists():
             return False
@@ -216,33 +216,42 @@ class RuleService:
     # -- metrics ----------------------------------------------------------------------------
 
     def render_prometheus(self) -> str:
+        """The engine's counters in the Prometheus text format (`carewatch_rules_*`)."""
         stats = self.engine.stats
-        out: list[str] = []
-
-        def metric(name: str, kind: str, help_: str, value: float) -> None:
-            full = f"carewatch_rules_{name}"
-            out.extend((f"# HELP {full} {help_}", f"# TYPE {full} {kind}", f"{full} {value}"))
-
-        metric("readings_total", "counter", "Readings judged.", stats.readings)
-        metric("late_total", "counter", "Readings older than the lateness tolerance.", stats.late)
-        metric("duplicates_total", "counter", "Repeated events dropped.", stats.duplicates)
-        metric(
-            "inhibited_total", "counter", "Readings whose vitals were not judged.", stats.inhibited
+        devices = len(self.engine.wristbands) + len(self.engine.bins)
+        return render_prometheus(
+            "carewatch_rules_",
+            [
+                Metric("readings_total", "counter", "Readings judged.", stats.readings),
+                Metric(
+                    "late_total",
+                    "counter",
+                    "Readings older than the lateness tolerance.",
+                    stats.late,
+                ),
+                Metric("duplicates_total", "counter", "Repeated events dropped.", stats.duplicates),
+                Metric(
+                    "inhibited_total",
+                    "counter",
+                    "Readings whose vitals were not judged.",
+                    stats.inhibited,
+                ),
+                Metric(
+                    "sink_errors_total",
+                    "counter",
+                    "Failed attempts to hand findings on.",
+                    self.sink_errors,
+                ),
+                Metric("devices", "gauge", "Devices with rule state in this worker.", devices),
+                Metric(
+                    "findings_total",
+                    "counter",
+                    "Findings produced, by rule.",
+                    label="rule",
+                    by_label=stats.by_rule,
+                ),
+            ],
         )
-        metric(
-            "sink_errors_total", "counter", "Failed attempts to hand findings on.", self.sink_errors
-        )
-        metric(
-            "devices",
-            "gauge",
-            "Devices with rule state in this worker.",
-            len(self.engine.wristbands) + len(self.engine.bins),
-        )
-        out.append("# HELP carewatch_rules_findings_total Findings produced, by rule.")
-        out.append("# TYPE carewatch_rules_findings_total counter")
-        for rule, count in sorted(stats.by_rule.items()):
-            out.append(f'carewatch_rules_findings_total{{rule="{rule}"}} {count}')
-        return "\n".join(out) + "\n"
 
 
 def _mtime(path: Path | None) -> float | None:

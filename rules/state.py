@@ -1,22 +1,11 @@
 """Per-subject state: small msgspec Structs (a wristband's is about 1 KB) that checkpoint as-is.
 
-`Run` is the one state machine behind every sustained rule: a run of readings
-that meet the trigger (or, once active, the clear condition) for long enough
-flips it. Runs are kept by event time, so readings up to the lateness
-tolerance out of order give the same verdict; a run exists only while a rule
-is pending or active (or just cleared), so a healthy device carries none.
-
-What a streaming verdict cannot undo: a flip is final, so a break that arrives
-after the reading that completed a run does not take the flip back; and a hit
-that arrives after a newer break no longer counts, so a run that reached its
-hold on exactly that reading does not flip. Both need a reorder right at the
-edge of a condition; conditions that last longer than hold plus tolerance get
-the same verdicts in any order within the tolerance (tests/unit, property test).
+`Run`, the state machine behind every sustained rule, and what it cannot undo: docs/rules.md.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import numpy as np
@@ -29,6 +18,8 @@ SPO2_BINS: Final = 31
 
 
 class Run(msgspec.Struct, gc=False):
+    """One sustained rule's progress on one subject: pending, active, or just cleared."""
+
     active: bool = False
     start: int = -1  # earliest ts of the current run, -1: no run
     end: int = -1  # latest ts of the current run
@@ -81,10 +72,13 @@ class Run(msgspec.Struct, gc=False):
 
     @property
     def idle(self) -> bool:
+        """Neither active nor part-way through a run."""
         return not self.active and self.start < 0
 
 
 class Wristband(msgspec.Struct, gc=False):
+    """A wristband's state: its newest values, what it last said of itself, its runs."""
+
     last_ts: int = -1  # newest device ts
     last_rx: int = 0  # clock ms of the last message: silence is measured against it
     online: bool = True  # the status topic's word (power_off counts as offline)
@@ -111,6 +105,8 @@ class Wristband(msgspec.Struct, gc=False):
 
 
 class Bin(msgspec.Struct, gc=False):
+    """A bin's state: fill history for the forecast, recent deposits, its runs."""
+
     last_ts: int = -1
     last_rx: int = 0
     online: bool = True
@@ -129,7 +125,7 @@ class Bin(msgspec.Struct, gc=False):
     runs: dict[str, Run] | None = None
 
 
-class Building(msgspec.Struct, gc=False):
+class BuildingState(msgspec.Struct, gc=False):
     """Deposits per time bucket over the sorting window: [correct, total] per bucket."""
 
     buckets: np.ndarray
@@ -152,42 +148,8 @@ class Baseline(msgspec.Struct, gc=False):
 
     @classmethod
     def new(cls, days: int) -> Baseline:
+        """An empty baseline with room for `days` past days."""
         return cls(
             hist=np.zeros(HR_BINS + SPO2_BINS, np.uint32),
             days=np.full((days, 2), np.nan, np.float32),
         )
-
-
-class Checkpoint(msgspec.Struct):
-    version: int
-    saved_ms: int
-    wristbands: dict[str, Wristband]
-    bins: dict[str, Bin]
-    buildings: dict[str, Building]
-    baselines: dict[str, Baseline]
-
-
-CHECKPOINT_VERSION: Final = 1
-
-
-def _enc(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return [str(obj.dtype), list(obj.shape), obj.tobytes()]
-    msg = f"cannot checkpoint {type(obj).__name__}"
-    raise NotImplementedError(msg)
-
-
-def _dec(kind: type, obj: Any) -> Any:
-    if kind is np.ndarray:
-        dtype, shape, data = obj
-        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
-    msg = f"cannot restore {kind.__name__}"
-    raise NotImplementedError(msg)
-
-
-encode_checkpoint = msgspec.msgpack.Encoder(enc_hook=_enc).encode
-_decoder = msgspec.msgpack.Decoder(Checkpoint, dec_hook=_dec)
-
-
-def decode_checkpoint(data: bytes) -> Checkpoint:
-    return _decoder.decode(data)

@@ -1,17 +1,14 @@
 """Simulated wristbands and smart bins: realistic signals, scripted incidents, fleets, load.
 
-Pure parts (no broker): `simulate`/`iter_payloads`/`DeviceSimulator` generate
-payloads at simulated times; `scenarios` parses incident specs; `manifest`
-names the fleet. Live parts: `run_fleet` (one MQTT client per device, or shared
-connections) and `run_load` (as fast as the broker acknowledges).
+`simulate`, the scenarios and the manifest need no broker; `run_fleet`, `run_load` do: README.md.
 """
 
-from core.durations import parse_duration
+from core.durations import DurationError, parse_duration
 from simulators.credentials import derive_password
 from simulators.device import DeviceSimulator, build_simulators, iter_payloads, simulate
 from simulators.exceptions import (
+    BrokerRefused,
     ConfigError,
-    DurationError,
     LinkDown,
     ScenarioError,
     SimulatorError,
@@ -34,6 +31,7 @@ from simulators.models import (
 from simulators.scenarios import load_file, parse_spec, parse_toml
 
 __all__ = [
+    "BrokerRefused",
     "ConfigError",
     "DeviceCounts",
     "DeviceSimulator",

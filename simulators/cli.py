@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Final, TextIO
 
-from core.durations import parse_duration
+from core.durations import DurationError, parse_duration
 from core.settings import MqttTarget, Settings
 from simulators import scenarios
-from simulators.exceptions import DurationError, SimulatorError
+from simulators.exceptions import SimulatorError
 from simulators.fleet import run_fleet
 from simulators.load import DEFAULT_MESSAGES, run_load
 from simulators.manifest import build_fleet, write_manifest
@@ -75,6 +75,12 @@ def _spec(text: str) -> Incident:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to a (sub)parser."""
+    _fleet_arguments(parser)
+    _incident_arguments(parser)
+    _mqtt_arguments(parser)
+
+
+def _fleet_arguments(parser: argparse.ArgumentParser) -> None:
     fleet = parser.add_argument_group("fleet")
     fleet.add_argument("--wristbands", type=_count, default=50, metavar="N")
     fleet.add_argument("--bins", type=_count, default=10, metavar="M")
@@ -101,6 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--manifest", type=Path, default=None, metavar="PATH",
         help="write the fleet manifest CSV (device_id,kind,grid,building,category) here",
     )  # fmt: skip
+
+
+def _incident_arguments(parser: argparse.ArgumentParser) -> None:
     incidents = parser.add_argument_group("scripted incidents")
     incidents.add_argument(
         "--scenario", type=_spec, action="append", default=[], metavar="SPEC",
@@ -111,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario-file", type=Path, default=None, metavar="PATH",
         help='TOML with specs = ["fall@w0003+5m"] and/or [[incident]] tables',
     )  # fmt: skip
+
+
+def _mqtt_arguments(parser: argparse.ArgumentParser) -> None:
     mqtt = parser.add_argument_group("MQTT")
     mqtt.add_argument(
         "--secret", default=None, metavar="STR",
@@ -181,9 +193,11 @@ def _summary(report: FleetReport, out: TextIO = sys.stderr) -> None:
 
 
 def _load_summary(report: LoadReport, out: TextIO = sys.stderr) -> None:
+    refused = f" ({report.refused} refused by the broker)" if report.refused else ""
     print(
-        f"load: {report.published} published, {report.acked} acked in {report.seconds:.2f}s "
-        f"over {report.connections} connections: {report.publish_rate:,.0f} published/s, "
+        f"load: {report.published} published, {report.acked} acked{refused} in "
+        f"{report.seconds:.2f}s over {report.connections} connections: "
+        f"{report.publish_rate:,.0f} published/s, "
         f"{report.ack_rate:,.0f} acked/s, {report.reconnects} reconnects",
         file=out,
     )

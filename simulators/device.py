@@ -1,10 +1,6 @@
 """One simulated device as a pure, deterministic generator of (topic, payload) messages.
 
-`DeviceSimulator.advance(elapsed, now_ms)` emits whatever fell due up to
-`elapsed` seconds after the simulation start; readings depend only on the seed,
-the config and the start time, while `ts` is `now_ms` (the wall clock at
-publish in a live run), bumped by 1 ms when needed so that no two messages of a
-device share a ts. `simulate()` runs a whole fleet offline in time order.
+How readings and ts are made: simulators/README.md, "Devices".
 """
 
 from __future__ import annotations

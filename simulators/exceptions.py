@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from core.durations import DurationError
-
-__all__ = ["ConfigError", "DurationError", "LinkDown", "ScenarioError", "SimulatorError"]
+__all__ = ["BrokerRefused", "ConfigError", "LinkDown", "ScenarioError", "SimulatorError"]
 
 
 class SimulatorError(Exception):
@@ -21,3 +19,11 @@ class ConfigError(SimulatorError, ValueError):
 
 class LinkDown(SimulatorError):
     """A publish did not reach the broker: the connection is down or the PUBACK timed out."""
+
+
+class BrokerRefused(SimulatorError):
+    """The broker answered CONNECT with a failure reason code (bad password, not authorized)."""
+
+    def __init__(self, message: str, reason_code: int) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code

@@ -1,16 +1,6 @@
 """The live fleet: one asyncio task per device publishing its simulator's messages over MQTT.
 
-Each device buffers its messages in an outbox while disconnected and publishes
-them in order once connected again, so a broker restart loses nothing that was
-generated (up to `outbox_limit`). A message counts as `published` once handed to
-the client and as `acked` once its PUBACK arrived: whatever was acked is on the
-broker, and what was published but not acked may or may not be.
-
-`silent` incidents: a per-device client cuts its connection without a
-DISCONNECT, so the broker publishes the device's retained `offline` will, and
-reconnects (retained `online`) when the window ends; on shared connections the
-device only stops publishing. On a clean stop every device publishes a retained
-`offline` before disconnecting, as a device that is switched off would.
+Outbox, counts, `silent` incidents and the clean stop: simulators/README.md, "Live fleet".
 """
 
 from __future__ import annotations
@@ -44,91 +34,147 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def _run_device(
-    sim: DeviceSimulator,
-    link: Link,
-    counts: DeviceCounts,
-    config: FleetConfig,
-    stop: asyncio.Event,
-    t0: float,
-    clock: Clock,
-    *,
-    own_link: bool,
-) -> None:
-    """Generate on schedule, publish in order, and keep going across disconnects."""
-    loop = asyncio.get_running_loop()
-    outbox: deque[Message] = deque()
-    head_sent = False  # whether outbox[0] was already handed to the client once
-    while not stop.is_set():
-        elapsed = loop.time() - t0
-        window = sim.silent_window(elapsed) if own_link else None
-        if window is not None:
-            link.drop()
-            end = window[1]
-            await wait_first(stop, timeout=None if end is None else max(0.0, end - elapsed))
-            link.release()
-            continue
-        fresh = sim.advance(elapsed, clock())
+class _Outbox:
+    """A device's messages not yet acknowledged, oldest first, and its counts."""
+
+    def __init__(self, counts: DeviceCounts, limit: int) -> None:
+        self.queue: deque[Message] = deque()
+        self.counts = counts
+        self._limit = limit
+        self._head_sent = False  # whether queue[0] was already handed to the client once
+
+    def add(self, fresh: list[Message]) -> None:
+        """Queue freshly generated messages, dropping the oldest beyond the limit."""
+        counts = self.counts
         counts.generated += len(fresh)
-        outbox.extend(fresh)
-        while len(outbox) > config.outbox_limit:
-            outbox.popleft()
-            head_sent = False
+        self.queue.extend(fresh)
+        while len(self.queue) > self._limit:
+            self.queue.popleft()
+            self._head_sent = False
             counts.dropped += 1
-        while outbox and link.connected.is_set() and not stop.is_set():
-            message = outbox[0]
-            if not head_sent:
+
+    async def flush(self, link: Link, stop: asyncio.Event) -> None:
+        """Publish in order while connected; a failed message stays first for the next try."""
+        queue = self.queue
+        counts = self.counts
+        while queue and link.connected.is_set() and not stop.is_set():
+            message = queue[0]
+            if not self._head_sent:
                 counts.published += 1
-                head_sent = True
+                self._head_sent = True
             try:
                 await link.publish(message.topic, message.payload)
             except LinkDown as exc:
                 log.debug("%s", exc)
-                break
-            outbox.popleft()
-            head_sent = False
+                return
+            queue.popleft()
+            self._head_sent = False
             counts.acked += 1
             counts.last_acked_seq = message.seq
             if message.channel is Channel.TELEMETRY:
                 counts.telemetry_acked += 1
             else:
                 counts.event_acked += 1
-        delay = max(0.0, sim.next_due() - (loop.time() - t0))
-        if outbox and not link.connected.is_set():
-            await wait_first(stop, link.connected, timeout=delay)
-        elif delay > 0:
-            await wait_first(stop, timeout=delay)
 
 
-async def _monitor(
-    report: FleetReport,
-    links: list[Link],
-    per_device: bool,
-    config: FleetConfig,
-    stop: asyncio.Event,
-    t0: float,
-    progress: ProgressFn | None,
-) -> None:
-    loop = asyncio.get_running_loop()
-    last_time, last_acked = t0, 0
-    next_report = t0 + config.progress_interval
-    devices = len(report.devices)
-    while not stop.is_set():
-        await wait_first(stop, timeout=_MONITOR_TICK)
-        now = loop.time()
-        connected = sum(1 for link in links if link.connected.is_set())
-        connected_devices = connected if per_device else (devices if connected == len(links) else 0)
-        report.peak_connected = max(report.peak_connected, connected)
-        if report.all_connected_after is None and all(link.connects for link in links):
-            report.all_connected_after = now - t0
-        if progress is not None and (now >= next_report or stop.is_set()):
-            acked = report.acked
-            rate = (acked - last_acked) / (now - last_time) if now > last_time else 0.0
-            progress(
-                FleetProgress(now - t0, report.published, acked, connected_devices, devices, rate)
+class _FleetRun:
+    """What the device tasks and the monitor of one run share."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        report: FleetReport,
+        stop: asyncio.Event,
+        t0: float,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.report = report
+        self.stop = stop
+        self.t0 = t0
+        self.clock = clock
+
+    async def device(self, sim: DeviceSimulator, link: Link) -> None:
+        """Generate on schedule, publish in order, and keep going across disconnects."""
+        loop = asyncio.get_running_loop()
+        stop = self.stop
+        own_link = not self.config.shared_account
+        outbox = _Outbox(self.report.devices[sim.device_id], self.config.outbox_limit)
+        while not stop.is_set():
+            elapsed = loop.time() - self.t0
+            window = sim.silent_window(elapsed) if own_link else None
+            if window is not None:
+                # Gone without a DISCONNECT, so the broker publishes the will; back at the end.
+                link.drop()
+                end = window[1]
+                await wait_first(stop, timeout=None if end is None else max(0.0, end - elapsed))
+                link.release()
+                continue
+            outbox.add(sim.advance(elapsed, self.clock()))
+            await outbox.flush(link, stop)
+            delay = max(0.0, sim.next_due() - (loop.time() - self.t0))
+            if outbox.queue and not link.connected.is_set():
+                await wait_first(stop, link.connected, timeout=delay)
+            elif delay > 0:
+                await wait_first(stop, timeout=delay)
+
+    async def monitor(self, links: list[Link], progress: ProgressFn | None) -> None:
+        """Track connections (peak, all connected) and report progress every few seconds."""
+        loop = asyncio.get_running_loop()
+        report, stop, t0 = self.report, self.stop, self.t0
+        per_device = not self.config.shared_account
+        last_time, last_acked = t0, 0
+        next_report = t0 + self.config.progress_interval
+        devices = len(report.devices)
+        while not stop.is_set():
+            await wait_first(stop, timeout=_MONITOR_TICK)
+            now = loop.time()
+            connected = sum(1 for link in links if link.connected.is_set())
+            everyone = devices if connected == len(links) else 0
+            report.peak_connected = max(report.peak_connected, connected)
+            if report.all_connected_after is None and all(link.connects for link in links):
+                report.all_connected_after = now - t0
+            if progress is not None and (now >= next_report or stop.is_set()):
+                acked = report.acked
+                rate = (acked - last_acked) / (now - last_time) if now > last_time else 0.0
+                shown = connected if per_device else everyone
+                progress(FleetProgress(now - t0, report.published, acked, shown, devices, rate))
+                last_time, last_acked = now, acked
+                next_report = now + self.config.progress_interval
+
+
+def _links(
+    config: FleetConfig, broker: MqttTarget, sims: list[DeviceSimulator]
+) -> tuple[list[Link], list[Link]]:
+    """The connections, and each device's connection: its own, or one of a few shared ones."""
+    gate = ConnectGate(config.connect_concurrency, config.connect_rate)
+    if config.shared_account:
+        shared = [
+            Link(
+                broker,
+                client_id=f"{config.prefix}cw-sim-shared-{n}",
+                username=broker.username,
+                password=broker.password,
+                gate=gate,
+                max_inflight=config.max_inflight,
+                publish_timeout=config.publish_timeout,
             )
-            last_time, last_acked = now, acked
-            next_report = now + config.progress_interval
+            for n in range(max(1, config.connections))
+        ]
+        return shared, [shared[i % len(shared)] for i in range(len(sims))]
+    own = [
+        Link(
+            broker,
+            client_id=s.device_id,
+            username=s.device_id,
+            password=derive_password(config.secret, s.device_id),
+            gate=gate,
+            status_topic=_status_topic(s),
+            publish_timeout=config.publish_timeout,
+        )
+        for s in sims
+    ]
+    return own, own
 
 
 async def run_fleet(
@@ -151,59 +197,15 @@ async def run_fleet(
         devices={s.device_id: DeviceCounts(s.device_id, s.kind) for s in sims},
         incidents=incidents,
     )
-    gate = ConnectGate(config.connect_concurrency, config.connect_rate)
-    links: list[Link]
-    if config.shared_account:
-        links = [
-            Link(
-                broker,
-                client_id=f"{config.prefix}cw-sim-shared-{n}",
-                username=broker.username,
-                password=broker.password,
-                gate=gate,
-                max_inflight=config.max_inflight,
-                publish_timeout=config.publish_timeout,
-            )
-            for n in range(max(1, config.connections))
-        ]
-        device_links = [links[i % len(links)] for i in range(len(sims))]
-    else:
-        links = [
-            Link(
-                broker,
-                client_id=s.device_id,
-                username=s.device_id,
-                password=derive_password(config.secret, s.device_id),
-                gate=gate,
-                status_topic=_status_topic(s),
-                publish_timeout=config.publish_timeout,
-            )
-            for s in sims
-        ]
-        device_links = links
-    timer = None
-    if config.duration is not None:
-        timer = loop.call_later(config.duration, stop.set)
+    run = _FleetRun(config, report, stop, t0, clock)
+    links, device_links = _links(config, broker, sims)
+    timer = None if config.duration is None else loop.call_later(config.duration, stop.set)
     link_tasks = [asyncio.create_task(link.run(stop), name=link.client_id) for link in links]
     device_tasks = [
-        asyncio.create_task(
-            _run_device(
-                sim,
-                link,
-                report.devices[sim.device_id],
-                config,
-                stop,
-                t0,
-                clock,
-                own_link=not config.shared_account,
-            ),
-            name=f"sim-{sim.device_id}",
-        )
+        asyncio.create_task(run.device(sim, link), name=f"sim-{sim.device_id}")
         for sim, link in zip(sims, device_links, strict=True)
     ]
-    monitor = asyncio.create_task(
-        _monitor(report, links, not config.shared_account, config, stop, t0, progress)
-    )
+    monitor = asyncio.create_task(run.monitor(links, progress))
     try:
         if config.shared_account:
             # Shared connections announce each device once, as its own client would.

@@ -82,10 +82,12 @@ class DeviceSpec:
 
     @property
     def device_id(self) -> str:
+        """The full device id (with the run prefix)."""
         return self.entry.device_id
 
     @property
     def kind(self) -> Kind:
+        """Wristband or bin."""
         return self.entry.kind
 
 
@@ -170,14 +172,17 @@ class FleetReport:
 
     @property
     def published(self) -> int:
+        """Messages of every device handed to the client."""
         return sum(d.published for d in self.devices.values())
 
     @property
     def acked(self) -> int:
+        """Messages of every device the broker acknowledged."""
         return sum(d.acked for d in self.devices.values())
 
     @property
     def generated(self) -> int:
+        """Messages every device generated."""
         return sum(d.generated for d in self.devices.values())
 
 
@@ -191,11 +196,14 @@ class LoadReport:
     connections: int
     per_device_acked: dict[str, int] = field(default_factory=dict)
     reconnects: int = 0
+    refused: int = 0  # PUBACKs with a failure reason code (MQTT 5): not on the broker
 
     @property
     def publish_rate(self) -> float:
+        """Messages published per second."""
         return self.published / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def ack_rate(self) -> float:
+        """Messages acknowledged per second."""
         return self.acked / self.seconds if self.seconds > 0 else 0.0

@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from core.durations import parse_duration
+from core.durations import DurationError, parse_duration
 from protocol.models import Kind
 from protocol.topics import DEVICE_ID_RE
-from simulators.exceptions import DurationError, ScenarioError
+from simulators.exceptions import ScenarioError
 from simulators.models import DeviceSpec, Incident, Scenario
 
 

@@ -174,6 +174,7 @@ class BinSignals:
 
     @property
     def fill(self) -> float:
+        """Fill level in % (0 empty .. 100 full) from the weight."""
         return _clamp(100 * self.weight / self.capacity_kg, 0, 100)
 
     def set_fill(self, fill: float) -> None:

@@ -1,11 +1,6 @@
 """MQTT connections of the live simulator; every aiomqtt call of the package is in this module.
 
-A `Link` is one client kept alive by its own reconnect loop (fresh client per
-attempt, exponential backoff with jitter). A per-device link sets the
-device's last will (`offline`, retained, QoS 1) and publishes a retained
-`online` after each connect; shared links (`--shared-account`) carry many
-devices. Connection attempts pass through a `ConnectGate`, which both caps how
-many are in flight and spaces them out, so 2,000 devices do not stampede.
+Links, wills and the connect gate: simulators/README.md, "Live fleet".
 """
 
 from __future__ import annotations

@@ -1,64 +1,39 @@
-"""A minimal MQTT 3.1.1 publisher for load mode: CONNECT, QoS 1 PUBLISH, PUBACK, nothing else.
+"""The load generator's batching MQTT 5 QoS 1 publisher, on the packets of `protocol.codec`.
 
-Why not paho or aiomqtt here: both handle one message at a time (a socket write
-per publish, an object or two per PUBACK), which caps one Python process at
-about 16,000 messages a second on a two-core machine, below what the ingester
-takes. This publisher writes many PUBLISH packets per socket write, parses
-PUBACKs in bulk, and resends unacknowledged messages (DUP) after reconnecting,
-as any QoS 1 client must. It never subscribes, so it needs no more of MQTT.
+Why not aiomqtt here, and what it implements: simulators/README.md, "Load mode".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from typing import Final
 
 from core.settings import MqttTarget
-from protocol.codec import encode_string, encode_varint
-from simulators.exceptions import LinkDown, SimulatorError
+from protocol.codec import (
+    CONNACK,
+    CONNACK_REASONS,
+    DISCONNECT,
+    PINGREQ,
+    Connack,
+    clean_connect_packet,
+    parse_acks,
+    parse_connack,
+    publish_qos1_packet,
+    remaining_length,
+)
+from simulators.exceptions import BrokerRefused, LinkDown
 
-_CONNECT: Final = 0x10
-_CONNACK: Final = 0x20
-_PUBLISH_QOS1: Final = 0x32
-_DUP: Final = 0x08
-_PUBACK: Final = 0x40
-_PINGREQ: Final = b"\xc0\x00"
-_DISCONNECT: Final = b"\xe0\x00"
-_CONNACK_CODES: Final = {
-    1: "unacceptable protocol version",
-    2: "client identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
+log = logging.getLogger(__name__)
 
+_KEEPALIVE: Final = 60
+_MAX_PACKET_ID: Final = 65_535
+_DISCONNECT: Final = bytes((DISCONNECT, 0))  # normal disconnection, no properties
 
-def publish_packet(topic: bytes, mid: int, payload: bytes, *, dup: bool = False) -> bytes:
-    """One QoS 1 PUBLISH packet (topic already UTF-8 encoded)."""
-    body_len = 2 + len(topic) + 2 + len(payload)
-    header = bytes((_PUBLISH_QOS1 | (_DUP if dup else 0),)) + encode_varint(body_len)
-    return b"".join((header, len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big"), payload))
-
-
-def _skip(buffer: bytes, pos: int, end: int) -> int | None:
-    """The offset after the packet at pos, or None if it is not complete yet."""
-    length, multiplier, i = 0, 1, pos + 1
-    while True:
-        if i >= end:
-            return None
-        byte = buffer[i]
-        length += (byte & 0x7F) * multiplier
-        multiplier *= 128
-        i += 1
-        if not byte & 0x80:
-            break
-    return i + length if end - i >= length else None
-
-
-class WireError(SimulatorError):
-    """The broker refused the connection (CONNACK with a non-zero return code)."""
+# A message waiting for its PUBACK: (tag, topic, payload), kept to resend it.
+Pending = tuple[int, bytes, bytes]
 
 
 class Publisher:
@@ -69,9 +44,11 @@ class Publisher:
     ) -> None:
         self.client_id = client_id
         self.ack_counts = ack_counts  # acked messages by tag (the caller's device index)
-        self.window = max(1, min(window, 65_000))
+        self._wanted_window = max(1, min(window, 65_000))
+        self.window = self._wanted_window  # lowered to the broker's Receive Maximum on connect
         self.acked = 0
-        self.pending: dict[int, tuple[int, bytes]] = {}  # mid -> (tag, packet) until PUBACK
+        self.refused = 0  # PUBACKs with a failure reason code: the broker did not take those
+        self.pending: dict[int, Pending] = {}  # packet id -> message until its PUBACK
         self.room = asyncio.Event()
         self._broker = broker
         self._writer: asyncio.StreamWriter | None = None
@@ -81,51 +58,54 @@ class Publisher:
 
     @property
     def up(self) -> bool:
+        """Whether the connection is open and usable."""
         return self._writer is not None and not self.lost.is_set()
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Open the socket, log in, and resend what was in flight when the last one broke."""
+        reader, writer = await self._open(timeout)
+        broker = self._broker
+        writer.write(
+            clean_connect_packet(
+                self.client_id, broker.username, broker.password, keepalive=_KEEPALIVE
+            )
+        )
+        try:
+            connack = await asyncio.wait_for(_read_connack(reader), timeout)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            writer.close()
+            msg = f"{self.client_id}: no CONNACK from the broker: {exc!r}"
+            raise LinkDown(msg) from exc
+        if connack.reason_code >= 0x80:
+            writer.close()
+            reason = CONNACK_REASONS.get(connack.reason_code, f"code 0x{connack.reason_code:02x}")
+            detail = f" ({connack.reason})" if connack.reason else ""
+            msg = f"{self.client_id}: broker refused the connection: {reason}{detail}"
+            raise BrokerRefused(msg, connack.reason_code)
+        window = max(1, min(self._wanted_window, connack.receive_maximum))
+        if window < self._wanted_window and window != self.window:
+            # MQTT 5 forbids more unacknowledged publishes than the broker's Receive Maximum
+            # (Mosquitto's max_inflight_messages); a small one caps the rate.
+            log.info("%s: the broker allows %d messages in flight", self.client_id, window)
+        self.window = window
+        self._writer = writer
+        self.lost.clear()
+        # Whatever was unacknowledged goes again, flagged DUP (the ingester drops repeats).
+        for mid, (_, topic, payload) in self.pending.items():
+            writer.write(publish_qos1_packet(topic, mid, payload, dup=True))
+        self._reader_task = asyncio.create_task(self._read(reader))
+        self._update_room()
+
+    async def _open(self, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         ssl_context = ssl.create_default_context() if self._broker.tls else None
         try:
-            reader, writer = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 asyncio.open_connection(self._broker.host, self._broker.port, ssl=ssl_context),
                 timeout,
             )
         except (OSError, TimeoutError) as exc:
             msg = f"{self.client_id}: cannot reach {self._broker.host}:{self._broker.port}: {exc}"
             raise LinkDown(msg) from exc
-        flags = 0x02  # clean session
-        payload = encode_string(self.client_id)
-        if self._broker.username is not None:
-            flags |= 0x80
-            payload += encode_string(self._broker.username)
-            if self._broker.password is not None:
-                flags |= 0x40
-                payload += encode_string(self._broker.password)
-        variable = encode_string("MQTT") + bytes((4, flags)) + (60).to_bytes(2, "big")
-        writer.write(
-            bytes((_CONNECT,)) + encode_varint(len(variable) + len(payload)) + variable + payload
-        )
-        try:
-            connack = await asyncio.wait_for(reader.readexactly(4), timeout)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            writer.close()
-            msg = f"{self.client_id}: no CONNACK from the broker: {exc!r}"
-            raise LinkDown(msg) from exc
-        if connack[0] != _CONNACK or connack[3] != 0:
-            writer.close()
-            reason = _CONNACK_CODES.get(connack[3], f"code {connack[3]}")
-            msg = f"{self.client_id}: broker refused the connection: {reason}"
-            raise WireError(msg)
-        self._writer = writer
-        self.lost.clear()
-        # Whatever was unacknowledged goes again, flagged DUP (the ingester drops repeats).
-        for mid, (tag, packet) in list(self.pending.items()):
-            packet = bytes((packet[0] | _DUP,)) + packet[1:]
-            self.pending[mid] = (tag, packet)
-            writer.write(packet)
-        self._reader_task = asyncio.create_task(self._read(reader))
-        self._update_room()
 
     def _update_room(self) -> None:
         if len(self.pending) < self.window:
@@ -145,14 +125,13 @@ class Publisher:
             raise LinkDown(msg)
         chunks = []
         pending = self.pending
-        for tag, topic, payload in batch:
+        for message in batch:
             mid = self._next_mid
             while mid in pending:
-                mid = mid % 65_535 + 1
-            self._next_mid = mid % 65_535 + 1
-            packet = publish_packet(topic, mid, payload)
-            pending[mid] = (tag, packet)
-            chunks.append(packet)
+                mid = mid % _MAX_PACKET_ID + 1
+            self._next_mid = mid % _MAX_PACKET_ID + 1
+            pending[mid] = message
+            chunks.append(publish_qos1_packet(message[1], mid, message[2]))
         writer.write(b"".join(chunks))
         self._update_room()
 
@@ -170,42 +149,46 @@ class Publisher:
     def ping(self) -> None:
         """Keep the session alive while nothing is published."""
         if self._writer is not None and not self.lost.is_set():
-            self._writer.write(_PINGREQ)
+            self._writer.write(PINGREQ)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         buffer = b""
-        pending = self.pending
-        ack_counts = self.ack_counts
         try:
-            while True:
-                data = await reader.read(65_536)
-                if not data:
-                    break
+            while data := await reader.read(65_536):
                 buffer += data
-                pos = 0
-                end = len(buffer)
-                while end - pos >= 2:
-                    kind = buffer[pos]
-                    if kind == _PUBACK and buffer[pos + 1] == 2:
-                        if end - pos < 4:
-                            break
-                        entry = pending.pop(int.from_bytes(buffer[pos + 2 : pos + 4], "big"), None)
-                        if entry is not None:
-                            self.acked += 1
-                            ack_counts[entry[0]] += 1
-                        pos += 4
-                        continue
-                    # Anything else (PINGRESP): skip it by its remaining length.
-                    after = _skip(buffer, pos, end)
-                    if after is None:
-                        break
-                    pos = after
-                buffer = buffer[pos:]
+                acks, others, used = parse_acks(buffer)
+                buffer = buffer[used:]
+                self._settle(acks)
+                self._control(others)
                 self._update_room()
+        except ValueError as exc:
+            log.error("%s: unreadable packet from the broker: %s", self.client_id, exc)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
             self._mark_lost()
+
+    def _settle(self, acks: list[tuple[int, int]]) -> None:
+        pending = self.pending
+        ack_counts = self.ack_counts
+        for mid, reason in acks:
+            entry = pending.pop(mid, None)
+            if entry is None:
+                continue
+            if reason < 0x80:  # 0x10 "no matching subscribers" is a success too
+                self.acked += 1
+                ack_counts[entry[0]] += 1
+            else:
+                if not self.refused:
+                    log.warning("%s: the broker refused a message (0x%02x)", self.client_id, reason)
+                self.refused += 1
+
+    def _control(self, packets: list[tuple[int, bytes]]) -> None:
+        for first, body in packets:
+            if first == DISCONNECT:  # the broker says why before it closes (MQTT 5)
+                reason = body[0] if body else 0
+                log.warning("%s: the broker disconnected us (0x%02x)", self.client_id, reason)
+        # PINGRESP needs nothing: a dead connection shows as a failed read or write.
 
     def _mark_lost(self) -> None:
         self.lost.set()
@@ -224,3 +207,15 @@ class Publisher:
         if self._reader_task is not None:
             self._reader_task.cancel()
         self._mark_lost()
+
+
+async def _read_connack(reader: asyncio.StreamReader) -> Connack:
+    """Read one packet, which must be the CONNACK."""
+    header = await reader.readexactly(2)
+    while (parsed := remaining_length(header)) is None:
+        header += await reader.readexactly(1)
+    body = await reader.readexactly(parsed[0])
+    if header[0] != CONNACK:
+        msg = f"expected a CONNACK, got packet type 0x{header[0]:02x}"
+        raise ValueError(msg)
+    return parse_connack(body)

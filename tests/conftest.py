@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from carewatch.localstack import InfluxDB, Mosquitto, PostgreSQL
 from core.settings import Settings
-from tests.support.stack import IngestProcess, StartIngest, ThreadedIngest
+from tests.support.servers import InfluxDB, Mosquitto, PostgreSQL
+from tests.support.stack import IngestProcess, Stack, StartIngest, ThreadedIngest
 
 _INTEGRATION = Path(__file__).parent / "integration"
 
@@ -34,6 +34,7 @@ def _unique_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker for one test, in its temporary folder."""
     broker = Mosquitto(tmp_path / "mosquitto")
     broker.start()
     yield broker
@@ -74,6 +75,18 @@ def start_ingest() -> Iterator[StartIngest]:
 
 
 @pytest.fixture
+def stack(
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    start_ingest: StartIngest,
+) -> Stack:
+    """A broker and influxd for the test, and the service on them when it calls `start()`."""
+    return Stack(mosquitto, influxdb, database, tmp_path / "state", start_ingest)
+
+
+@pytest.fixture
 def ingest_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], IngestProcess]]:
     """`carewatch ingest` as a child process (to be killed); stopped after the test."""
     started: list[IngestProcess] = []
@@ -90,6 +103,7 @@ def ingest_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Ingest
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgreSQL]:
+    """One throwaway PostgreSQL cluster for the session; tests create their own databases."""
     # As root the server runs as `postgres`, which must be able to reach its folder.
     folder = Path(tempfile.mkdtemp(prefix="cw-pg-"))
     os.chmod(folder, 0o755)
@@ -102,6 +116,7 @@ def postgres() -> Iterator[PostgreSQL]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A registry of the test's own, once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
     postgres: PostgreSQL = request.getfixturevalue("postgres")

@@ -1,30 +1,22 @@
 """Alerts: the open list by grid, severity and age, one alert's timeline, ack / resolve /
-comment, and the response-time figures.
-
-Who may do what: everyone reads the alerts of the grids they may read (an alert
-elsewhere is "not found"). Grid workers of the alert's grid and admins
-acknowledge, comment and resolve. Supervisors acknowledge and comment on the
-alerts of their community (the ladder reaches them and their ack link works, so
-the API lets them do the same), but do not resolve: resolving records what was
-done on site, which is the grid's or an admin's to say.
+comment, and the response-time figures. Who may do what: docs/alerts.md, "Acknowledging".
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import stats
-from alerts.lifecycle import LifecycleError
+from alerts.exceptions import AlertNotFound, AlertsError
 from alerts.service import AlertService
+from alerts.stats import alert_grid as _alert_grid
 from alerts.tables import ACKNOWLEDGED, FIRING, Alert, AlertEvent, Notification
 from api.deps import CurrentUser, ScopeDep, SessionDep
 from api.errors import ApiError
@@ -37,36 +29,41 @@ from api.schemas.alerts import (
     ResolveRequest,
     ResponseTimes,
     ResponseTimesReport,
-    Severity,
+    SeverityName,
     StateFilter,
 )
 from api.schemas.common import ERRORS, Id, Offset, Page, QueryId
 from core.phones import mask_phone
 from devices.access import Role, Scope
-from devices.tables import Grid, Resident
+from devices.tables import Resident
 
-router = APIRouter(tags=["alerts"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 422)})
+router = APIRouter(
+    prefix="/alerts",
+    tags=["alerts"],
+    responses={k: ERRORS[k] for k in (400, 401, 403, 404, 422)},
+)
 MAX_AGE_MIN = 10 * 366 * 24 * 60  # ten years: past any alert, short of datetime's limits
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(weeks=12)
 
 
 def get_alerts(request: Request) -> AlertService:
+    """The app's alert service."""
     alerts: AlertService = request.app.state.alerts
     return alerts
 
 
 AlertsDep = Annotated[AlertService, Depends(get_alerts)]
 
-# The alert's grid, else its resident's (the grid whose workers the ladder reaches).
-_alert_grid: ColumnElement[int] = func.coalesce(Alert.grid_id, Resident.grid_id)
-
 
 def _not_found() -> ApiError:
     return ApiError(404, "not_found", "未找到该告警", "alert not found")
 
 
-def _conflict(exc: LifecycleError) -> ApiError:
+def _api_error(exc: AlertsError) -> ApiError:
+    """The HTTP answer to a refusal of the alerts: 404 for no such alert, else 409."""
+    if isinstance(exc, AlertNotFound):
+        return _not_found()
     return ApiError(409, "conflict", exc.message, exc.message_en)
 
 
@@ -151,14 +148,14 @@ def _may_answer(scope: Scope, grid_id: int | None, *, resolving: bool = False) -
     )
 
 
-@router.get("/alerts", summary="Alerts I may see: open ones by default, newest first")
+@router.get("", summary="Alerts I may see: open ones by default, newest first")
 async def list_alerts(
     scope: ScopeDep,
     session: SessionDep,
     alerts: AlertsDep,
     state: StateFilter = "open",
     grid_id: QueryId = None,
-    severity: Severity | None = None,
+    severity: SeverityName | None = None,
     min_age: Annotated[
         int | None, Query(ge=0, le=MAX_AGE_MIN, description="opened at least this many minutes ago")
     ] = None,
@@ -188,7 +185,7 @@ async def list_alerts(
 
 
 @router.get(
-    "/alerts/stats/response-times",
+    "/stats/response-times",
     summary="Time to acknowledge and to resolve, per grid and ISO week",
 )
 async def response_times(
@@ -218,56 +215,23 @@ async def response_times(
         raise _bad_range() from exc
     if end <= start or end - start > MAX_RANGE:
         raise _bad_range()
-    query = (
-        select(Alert.opened_at, Alert.acked_at, Alert.resolved_at, Alert.resolved_by, _alert_grid)
-        .outerjoin(Resident, Resident.id == Alert.resident_id)
-        .where(
-            scope.grid_filter(_alert_grid),
-            Alert.severity.in_(("warning", "critical")),
-            Alert.group_id.is_(None),
-            Alert.opened_at >= start,
-            Alert.opened_at < end,
-        )
-    )
-    if grid_id is not None:
-        query = query.where(_alert_grid == grid_id)
-    rows = (await session.execute(query)).all()
-    grid_ids = {row[4] for row in rows if row[4] is not None}
-    names = dict(
-        (await session.execute(select(Grid.id, Grid.name).where(Grid.id.in_(grid_ids)))).all()
-    )
     timezone = alerts.settings.alerts.timezone
-    zone = ZoneInfo(timezone)
-    weekly: dict[tuple[int | None, str], list[stats.AlertTimes]] = defaultdict(list)
-    whole: dict[int | None, list[stats.AlertTimes]] = defaultdict(list)
-    for opened, acked, resolved, resolved_by, grid in rows:
-        times = stats.AlertTimes(opened, acked, resolved, resolved_by)
-        weekly[(grid, stats.iso_week(opened, zone))].append(times)
-        whole[grid].append(times)
-
-    def figures(
-        grid: int | None, week: str | None, group: Sequence[stats.AlertTimes]
-    ) -> ResponseTimes:
-        return ResponseTimes(
-            grid_id=grid,
-            grid_name=names.get(grid) if grid is not None else None,
-            week=week,
-            **asdict(stats.figures(group, now)),
-        )
-
-    def order(key: int | None) -> int:
-        return -1 if key is None else key
-
+    report = await stats.response_times(
+        session, scope, start=start, end=end, now=now, zone=ZoneInfo(timezone), grid_id=grid_id
+    )
     return ResponseTimesReport(
         start=start,
         end=end,
         target_min=int(stats.TARGET.total_seconds() // 60),
         timezone=timezone,
-        weeks=[
-            figures(grid, week, weekly[(grid, week)])
-            for grid, week in sorted(weekly, key=lambda k: (order(k[0]), k[1]))
-        ],
-        totals=[figures(grid, None, whole[grid]) for grid in sorted(whole, key=order)],
+        weeks=[_figures(f) for f in report.weeks],
+        totals=[_figures(f) for f in report.totals],
+    )
+
+
+def _figures(grid: stats.GridFigures) -> ResponseTimes:
+    return ResponseTimes(
+        grid_id=grid.grid_id, grid_name=grid.grid_name, week=grid.week, **asdict(grid.figures)
     )
 
 
@@ -284,7 +248,7 @@ def _bad_range() -> ApiError:
     )
 
 
-@router.get("/alerts/{alert_id}", summary="One alert with its timeline and messages")
+@router.get("/{alert_id}", summary="One alert with its timeline and messages")
 async def get_alert(alert_id: Id, scope: ScopeDep, session: SessionDep) -> AlertDetail:
     """Events oldest first; messages with whom, by which channel, in what state (targets
     masked)."""
@@ -292,7 +256,7 @@ async def get_alert(alert_id: Id, scope: ScopeDep, session: SessionDep) -> Alert
 
 
 @router.post(
-    "/alerts/{alert_id}/ack",
+    "/{alert_id}/ack",
     summary="Acknowledge: stops the escalation",
     responses={409: ERRORS[409]},
 )
@@ -307,13 +271,13 @@ async def acknowledge(
     await session.commit()  # the service writes in its own transaction
     try:
         await alerts.acknowledge(alert.id, user.full_name, via="api", by_key=f"user:{user.id}")
-    except LifecycleError as exc:
-        raise _conflict(exc) from exc
+    except AlertsError as exc:
+        raise _api_error(exc) from exc
     return await _detail(session, scope, alert_id)
 
 
 @router.post(
-    "/alerts/{alert_id}/resolve",
+    "/{alert_id}/resolve",
     summary="Resolve, saying what was done",
     responses={409: ERRORS[409]},
 )
@@ -332,13 +296,13 @@ async def resolve(
     await session.commit()
     try:
         await alerts.resolve(alert.id, user.full_name, body.note)
-    except LifecycleError as exc:
-        raise _conflict(exc) from exc
+    except AlertsError as exc:
+        raise _api_error(exc) from exc
     return await _detail(session, scope, alert_id)
 
 
 @router.post(
-    "/alerts/{alert_id}/comments",
+    "/{alert_id}/comments",
     status_code=201,
     summary="Add a comment to the timeline",
 )

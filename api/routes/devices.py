@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from api.deps import AdminScope, ProvisionerDep, ScopeDep, SessionDep
 from api.errors import ApiError
@@ -22,14 +21,15 @@ from api.schemas.devices import (
 )
 from api.schemas.residents import BindingPublic
 from core.secrets import new_device_password
-from devices import registry
-from devices.provisioning import ProvisioningError
-from devices.tables import DeviceBinding
+from devices import bindings as device_bindings
+from devices import status as device_states
+from devices.broker.provisioning import ProvisioningError
+from devices.constants import LOW_BATTERY
 
 log = logging.getLogger(__name__)
-router = APIRouter(
-    tags=["devices"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}
-)
+_RESPONSES: dict[int | str, dict[str, Any]] = {k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}
+device_router = APIRouter(prefix="/devices", tags=["devices"], responses=_RESPONSES)
+status_router = APIRouter(prefix="/status", tags=["devices"], responses=_RESPONSES)
 StateFilter = Literal["offline", "silent", "low_battery", "not_worn", "online"]
 
 
@@ -56,13 +56,13 @@ async def _credentials(
     )
 
 
-@router.post(
-    "/devices", status_code=201, summary="Register a device; its MQTT password is shown once"
+@device_router.post(
+    "", status_code=201, summary="Register a device; its MQTT password is shown once"
 )
 async def register_device(
     body: DeviceCreate, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
 ) -> DeviceCredentials:
-    device = await registry.register_device(
+    device = await device_bindings.register_device(
         session,
         scope,
         device_id=body.id,
@@ -73,37 +73,32 @@ async def register_device(
     return await _credentials(provisioner, device.id, device.kind)
 
 
-@router.get("/devices/{device_id}", summary="One device")
+@device_router.get("/{device_id}", summary="One device")
 async def get_device(device_id: str, scope: ScopeDep, session: SessionDep) -> DevicePublic:
-    return DevicePublic.model_validate(await registry.get_device(session, scope, device_id))
+    return DevicePublic.model_validate(await device_bindings.get_device(session, scope, device_id))
 
 
-@router.post(
-    "/devices/{device_id}/bind", summary="Bind a wristband to a resident or a bin to a building"
+@device_router.post(
+    "/{device_id}/bind", summary="Bind a wristband to a resident or a bin to a building"
 )
 async def bind_device(
     device_id: str, body: BindRequest, scope: ScopeDep, session: SessionDep
 ) -> BindingPublic:
-    binding = await registry.bind_device(session, scope, device_id, **body.model_dump())
+    binding = await device_bindings.bind_device(session, scope, device_id, **body.model_dump())
     return BindingPublic.model_validate(binding)
 
 
-@router.get("/devices/{device_id}/bindings", summary="Who or where a device served, over time")
+@device_router.get("/{device_id}/bindings", summary="Who or where a device served, over time")
 async def bindings(device_id: str, scope: ScopeDep, session: SessionDep) -> list[BindingPublic]:
-    device = await registry.get_device(session, scope, device_id)
-    rows = await session.scalars(
-        select(DeviceBinding)
-        .where(DeviceBinding.device_id == device.id)
-        .order_by(DeviceBinding.start)
-    )
-    return [BindingPublic.model_validate(b) for b in rows.all()]
+    rows = await device_bindings.bindings_of_device(session, scope, device_id)
+    return [BindingPublic.model_validate(b) for b in rows]
 
 
-@router.post("/devices/{device_id}/revoke", summary="Lock a device out of the broker (admin)")
+@device_router.post("/{device_id}/revoke", summary="Lock a device out of the broker (admin)")
 async def revoke_device(
     device_id: str, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
 ) -> DevicePublic:
-    device = await registry.set_revoked(session, scope, device_id, True)
+    device = await device_bindings.set_revoked(session, scope, device_id, True)
     try:
         await provisioner.revoke_device(device.id)
     except ProvisioningError as exc:
@@ -116,18 +111,37 @@ async def revoke_device(
     return DevicePublic.model_validate(device)
 
 
-@router.post(
-    "/devices/{device_id}/restore", summary="Re-admit a device with new credentials (admin)"
+@device_router.post(
+    "/{device_id}/restore", summary="Re-admit a device with new credentials (admin)"
 )
 async def restore_device(
     device_id: str, scope: AdminScope, session: SessionDep, provisioner: ProvisionerDep
 ) -> DeviceCredentials:
-    device = await registry.set_revoked(session, scope, device_id, False)
+    device = await device_bindings.set_revoked(session, scope, device_id, False)
     return await _credentials(provisioner, device.id, device.kind, restore=True)
 
 
-@router.get(
-    "/status/devices", summary="Device status for supervisors: offline, low battery, not worn"
+def _status_public(row: device_states.StatusRow) -> DeviceStatusPublic:
+    st = row.state
+    last_seen = st.last_seen_ms if st is not None else None
+    return DeviceStatusPublic(
+        device_id=row.device.id,
+        kind=row.device.kind,
+        grid_id=row.device.grid_id,
+        community_id=row.community_id,
+        online=not row.offline,
+        silent=row.silent,
+        status=None if st is None or st.online is None else ("online" if st.online else "offline"),
+        last_seen=datetime.fromtimestamp(last_seen / 1000, UTC) if last_seen else None,
+        battery=st.battery if st is not None else None,
+        worn=st.worn if st is not None else None,
+        low_battery=bool(st is not None and st.battery is not None and st.battery < LOW_BATTERY),
+        last_reading=(st.last_reading or {}) if st is not None else {},
+    )
+
+
+@status_router.get(
+    "/devices", summary="Device status for supervisors: offline, low battery, not worn"
 )
 async def device_status(
     scope: ScopeDep,
@@ -143,7 +157,7 @@ async def device_status(
 
     Offline: the status topic says so, or silent for three reporting intervals.
     """
-    rows, count = await registry.device_status(
+    rows, count = await device_states.device_status(
         session,
         scope,
         now_ms=int(time.time() * 1000),
@@ -154,28 +168,10 @@ async def device_status(
         offset=offset,
         limit=limit,
     )
-    data = []
-    for row in rows:
-        st = row.state
-        last_seen = st.last_seen_ms if st is not None else None
-        data.append(
-            DeviceStatusPublic(
-                device_id=row.device.id,
-                kind=row.device.kind,
-                grid_id=row.device.grid_id,
-                community_id=row.community_id,
-                online=not row.offline,
-                silent=row.silent,
-                status=None
-                if st is None or st.online is None
-                else ("online" if st.online else "offline"),
-                last_seen=datetime.fromtimestamp(last_seen / 1000, UTC) if last_seen else None,
-                battery=st.battery if st is not None else None,
-                worn=st.worn if st is not None else None,
-                low_battery=bool(
-                    st is not None and st.battery is not None and st.battery < registry.LOW_BATTERY
-                ),
-                last_reading=(st.last_reading or {}) if st is not None else {},
-            )
-        )
-    return Page(data=data, count=count)
+    return Page(data=[_status_public(row) for row in rows], count=count)
+
+
+# main.py includes `router`: both prefixed routers, the URLs as before.
+router = APIRouter()
+router.include_router(device_router)
+router.include_router(status_router)

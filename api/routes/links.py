@@ -17,14 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import links
-from alerts.lifecycle import LifecycleError
+from alerts.exceptions import AlertNotFound, LifecycleError
 from alerts.tables import ACKNOWLEDGED, RESOLVED, Alert, Notification
-from alerts.templates import Audience, Kind, Lang, MessageContext, render
+from alerts.templates import Audience, Lang, MessageContext, MessageKind, render
 from api.deps import SessionDep
 from api.routes.alerts import AlertsDep
 from devices.tables import Resident
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(prefix="/a", include_in_schema=False)
 
 _HEADERS: Final = {
     "Cache-Control": "no-store",
@@ -92,7 +92,7 @@ async def _what(session: AsyncSession, alerts: AlertsDep, alert: Alert) -> list[
     ctx = MessageContext(
         rule=alert.rule,
         severity=alert.severity,
-        kind=Kind.RAISED,
+        kind=MessageKind.RAISED,
         at_ms=int(alert.opened_at.timestamp() * 1000),
         resident_name=name,
         building=alert.building,
@@ -120,7 +120,7 @@ def _settled(alert: Alert) -> tuple[str, str] | None:
     return None
 
 
-@router.get("/a/{token:path}", response_class=HTMLResponse)
+@router.get("/{token:path}", response_class=HTMLResponse)
 async def show(token: str, session: SessionDep, alerts: AlertsDep) -> HTMLResponse:
     """What the alert is, and a button; showing it acknowledges nothing."""
     claim = _claim(alerts, token)
@@ -143,7 +143,7 @@ async def show(token: str, session: SessionDep, alerts: AlertsDep) -> HTMLRespon
     )
 
 
-@router.post("/a/{token:path}", response_class=HTMLResponse)
+@router.post("/{token:path}", response_class=HTMLResponse)
 async def confirm(token: str, session: SessionDep, alerts: AlertsDep) -> HTMLResponse:
     """Acknowledge as the person the link was sent to."""
     claim = _claim(alerts, token)
@@ -169,6 +169,8 @@ async def confirm(token: str, session: SessionDep, alerts: AlertsDep) -> HTMLRes
         )
     except LifecycleError:
         return _page(409, "无需确认", "Nothing to acknowledge", *what, _RESOLVED)
+    except AlertNotFound:  # gone between the page and the click
+        return _invalid(expired=False)
     by = acked.acked_by or name or ""
     return _page(
         200,

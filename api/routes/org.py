@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from api.deps import AdminScope, ScopeDep, SessionDep
-from api.errors import ApiError
 from api.schemas.common import ERRORS
 from api.schemas.org import (
     BuildingCreate,
@@ -19,82 +19,73 @@ from api.schemas.org import (
     UserCreate,
     UserPublic,
 )
-from core.secrets import hash_password
-from devices import registry
-from devices.tables import Community, User
+from devices import organisation
+from devices.tables import Community
 
-router = APIRouter(
-    tags=["organisation"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}
-)
+_RESPONSES: dict[int | str, dict[str, Any]] = {k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}
+communities = APIRouter(prefix="/communities", tags=["organisation"], responses=_RESPONSES)
+grids = APIRouter(prefix="/grids", tags=["organisation"], responses=_RESPONSES)
+buildings = APIRouter(prefix="/buildings", tags=["organisation"], responses=_RESPONSES)
+users = APIRouter(prefix="/users", tags=["organisation"], responses=_RESPONSES)
 
 
-@router.post("/communities", status_code=201, summary="Register a community (admin)")
+@communities.post("", status_code=201, summary="Register a community (admin)")
 async def create_community(
     body: CommunityCreate, scope: AdminScope, session: SessionDep
 ) -> CommunityPublic:
-    community = await registry.create_community(session, scope, **body.model_dump())
+    community = await organisation.create_community(session, scope, **body.model_dump())
     return CommunityPublic.model_validate(community)
 
 
-@router.get("/communities", summary="Communities I may see")
+@communities.get("", summary="Communities I may see")
 async def list_communities(scope: ScopeDep, session: SessionDep) -> list[CommunityPublic]:
     query = select(Community).order_by(Community.id)
     if not scope.is_admin:
-        grids = await registry.list_grids(session, scope)
+        seen = await organisation.list_grids(session, scope)
         query = query.where(
-            Community.id.in_({g.community_id for g in grids} | {scope.community_id or -1})
+            Community.id.in_({g.community_id for g in seen} | {scope.community_id or -1})
         )
     return [CommunityPublic.model_validate(c) for c in (await session.scalars(query)).all()]
 
 
-@router.post("/grids", status_code=201, summary="Create a grid (网格) with its workers (admin)")
+@grids.post("", status_code=201, summary="Create a grid (网格) with its workers (admin)")
 async def create_grid(body: GridCreate, scope: AdminScope, session: SessionDep) -> GridPublic:
-    grid = await registry.create_grid(session, scope, **body.model_dump())
-    return GridPublic.model_validate(await registry.get_grid(session, scope, grid.id))
+    grid = await organisation.create_grid(session, scope, **body.model_dump())
+    return GridPublic.model_validate(await organisation.get_grid(session, scope, grid.id))
 
 
-@router.get("/grids", summary="Grids I may see")
+@grids.get("", summary="Grids I may see")
 async def list_grids(scope: ScopeDep, session: SessionDep) -> list[GridPublic]:
-    return [GridPublic.model_validate(g) for g in await registry.list_grids(session, scope)]
+    return [GridPublic.model_validate(g) for g in await organisation.list_grids(session, scope)]
 
 
-@router.post("/buildings", status_code=201, summary="Register a building of a grid (admin)")
+@buildings.post("", status_code=201, summary="Register a building of a grid (admin)")
 async def create_building(
     body: BuildingCreate, scope: AdminScope, session: SessionDep
 ) -> BuildingPublic:
-    building = await registry.create_building(session, scope, **body.model_dump())
+    building = await organisation.create_building(session, scope, **body.model_dump())
     return BuildingPublic.model_validate(building)
 
 
-@router.get("/buildings", summary="Buildings I may see")
+@buildings.get("", summary="Buildings I may see")
 async def list_buildings(scope: ScopeDep, session: SessionDep) -> list[BuildingPublic]:
-    return [BuildingPublic.model_validate(b) for b in await registry.list_buildings(session, scope)]
+    found = await organisation.list_buildings(session, scope)
+    return [BuildingPublic.model_validate(b) for b in found]
 
 
-@router.post("/users", status_code=201, summary="Create a user (admin)")
+@users.post("", status_code=201, summary="Create a user (admin)")
 async def create_user(body: UserCreate, scope: AdminScope, session: SessionDep) -> UserPublic:
-    if await session.scalar(select(User.id).where(User.username == body.username)):
-        raise ApiError(409, "conflict", f"用户名 {body.username} 已被使用", "username taken")
-    if body.role == "supervisor" and body.community_id is None:
-        raise ApiError(
-            422, "community_required", "社区主管须指定社区", "a supervisor needs a community"
-        )
-    if body.community_id is not None and await session.get(Community, body.community_id) is None:
-        raise ApiError(404, "not_found", "未找到该社区", "community not found")
     fields = body.model_dump(exclude={"password"})
-    user = User(**fields, password_hash=hash_password(body.password))
-    session.add(user)
-    try:
-        await session.commit()
-    except IntegrityError as exc:  # the same username, created concurrently
-        await session.rollback()
-        raise ApiError(
-            409, "conflict", f"用户名 {body.username} 已被使用", "username taken"
-        ) from exc
+    user = await organisation.create_user(session, scope, password=body.password, **fields)
     return UserPublic.model_validate(user)
 
 
-@router.get("/users", summary="All users (admin)")
+@users.get("", summary="All users (admin)")
 async def list_users(scope: AdminScope, session: SessionDep) -> list[UserPublic]:
-    users = (await session.scalars(select(User).order_by(User.id))).all()
-    return [UserPublic.model_validate(u) for u in users]
+    return [UserPublic.model_validate(u) for u in await organisation.list_users(session, scope)]
+
+
+# main.py includes `router`: the prefixed routers, the URLs as before.
+router = APIRouter()
+for resource in (communities, grids, buildings, users):
+    router.include_router(resource)

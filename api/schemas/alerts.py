@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field, StringConstraints
 from api.schemas.common import ORMModel
 
 StateFilter = Literal["open", "firing", "acknowledged", "resolved", "all"]
-Severity = Literal["info", "warning", "critical"]
+# The values of rules.findings.Severity, as a query parameter's choices.
+SeverityName = Literal["info", "warning", "critical"]
 # Blank text is no note: "what was done" must say something.
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 

@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from api.schemas.common import BodyId, ORMModel
 
-Phone = str
 RoleName = Literal["admin", "supervisor", "grid_worker"]
 
 

@@ -8,18 +8,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, FiniteFloat
 
 from api.schemas.common import BodyId, ORMModel
+from core.phones import PHONE_PATTERN
 
 Need = Literal["daily_check", "weekly_visit", "monthly_visit"]
-Channel = Literal["sms", "wechat"]
-PHONE = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\+?\d{6,15})$"
+# How a contact is told (not protocol.models.Channel, an MQTT topic's channel).
+ContactChannel = Literal["sms", "wechat"]
 
 
 class ContactIn(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["张小明"])
     relation: str = Field(min_length=1, max_length=32, examples=["儿子"])
-    phone: str | None = Field(None, pattern=PHONE, examples=["13800138000"])
+    phone: str | None = Field(None, pattern=PHONE_PATTERN, examples=["13800138000"])
     wechat: str | None = Field(None, max_length=200, examples=["wxpusher://TOKEN/UID_abc"])
-    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["sms"]))
+    channels: list[ContactChannel] = Field(default_factory=lambda: list[ContactChannel](["sms"]))
 
 
 class ContactPublic(ContactIn, ORMModel):
@@ -41,7 +42,7 @@ class ResidentBase(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["张建国"])
     gender: Literal["男", "女", "male", "female"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100, examples=[1942])
-    phone: str | None = Field(None, pattern=PHONE)
+    phone: str | None = Field(None, pattern=PHONE_PATTERN)
     building_id: BodyId | None = None
     unit: str | None = Field(None, max_length=32, examples=["2单元"])
     room: str | None = Field(None, max_length=32, examples=["201"])
@@ -65,7 +66,7 @@ class ResidentUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=100)
     gender: Literal["男", "女", "male", "female"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100)
-    phone: str | None = Field(None, pattern=PHONE)
+    phone: str | None = Field(None, pattern=PHONE_PATTERN)
     building_id: BodyId | None = None
     unit: str | None = Field(None, max_length=32)
     room: str | None = Field(None, max_length=32)

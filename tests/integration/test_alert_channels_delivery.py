@@ -254,6 +254,7 @@ def test_aliyun_business_error_with_http_200_is_a_failure(stand_in: StandIn) -> 
     assert "isv.BUSINESS_LIMIT_CONTROL" in delivery.detail
     assert "触发分钟级流控" in delivery.detail
     assert "138****8000" in delivery.detail
+    assert delivery.recoverable  # flow control: worth another try
     assert_discreet(delivery)
 
 
@@ -264,6 +265,7 @@ def test_aliyun_wrong_secret_is_a_signature_failure(stand_in: StandIn) -> None:
     assert not delivery.ok
     assert "SignatureDoesNotMatch" in delivery.detail
     assert "HTTP 400" in delivery.detail
+    assert not delivery.recoverable
 
 
 def test_aliyun_http_500_is_a_failure(stand_in: StandIn) -> None:
@@ -271,6 +273,7 @@ def test_aliyun_http_500_is_a_failure(stand_in: StandIn) -> None:
     delivery = send(aliyun_url(stand_in.url))
     assert not delivery.ok
     assert "HTTP 500" in delivery.detail
+    assert delivery.recoverable
     assert_discreet(delivery)
 
 
@@ -334,6 +337,7 @@ def test_tencent_response_error_is_a_failure(stand_in: StandIn) -> None:
     assert not delivery.ok
     assert "FailedOperation.TemplateIncorrectOrUnapproved" in delivery.detail
     assert "+86138****8000" in delivery.detail
+    assert not delivery.recoverable
     assert_discreet(delivery)
 
 
@@ -350,6 +354,7 @@ def test_tencent_wrong_key_is_a_signature_failure(stand_in: StandIn) -> None:
     delivery = send(tencent_url(stand_in.url).replace(TENCENT_KEY, "NotTheRightKey"))
     assert not delivery.ok
     assert "AuthFailure.SignatureFailure" in delivery.detail
+    assert not delivery.recoverable  # a wrong key stays wrong
 
 
 def test_tencent_http_500_is_a_failure(stand_in: StandIn) -> None:
@@ -357,6 +362,7 @@ def test_tencent_http_500_is_a_failure(stand_in: StandIn) -> None:
     delivery = send(tencent_url(stand_in.url))
     assert not delivery.ok
     assert "HTTP 500" in delivery.detail
+    assert delivery.recoverable  # the provider was broken, not the request
 
 
 # --- any apprise URL: json:// as a WeChat gateway stand-in -----------------------------------
@@ -391,6 +397,7 @@ def test_refused_connection_is_a_failure_that_says_so(kind: str, closed_port: in
     }[kind]
     delivery = send(url)
     assert not delivery.ok
+    assert delivery.recoverable
     assert "connect" in delivery.detail.lower()
     assert_discreet(delivery)
 
@@ -400,10 +407,13 @@ def test_silent_endpoint_times_out(stand_in: StandIn) -> None:
     started = time.monotonic()
     delivery = send(f"json://127.0.0.1:{stand_in.port}/wechat/o6_bm", timeout=1.0)
     assert not delivery.ok
+    assert delivery.recoverable
     assert delivery.detail == "JSON: no answer within 1s"
     assert time.monotonic() - started < 2.5
 
 
 def test_url_apprise_does_not_know_is_a_failure() -> None:
     delivery = send("nosuch://127.0.0.1/x")
-    assert delivery == Delivery(False, "apprise does not accept this URL: nosuch (unknown scheme)")
+    assert delivery == Delivery(
+        False, "apprise does not accept this URL: nosuch (unknown scheme)", recoverable=False
+    )

@@ -6,11 +6,11 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from carewatch.localstack import InfluxDB
 from core.influx import InfluxClient
 from rules.findings import Severity
 from tests.integration.test_alert_lifecycle import World
 from tests.support.influx import influx_query
+from tests.support.servers import InfluxDB
 
 
 def test_raised_acknowledged_and_resolved_are_charted_with_their_durations(

@@ -27,7 +27,6 @@ from sqlalchemy import select
 
 from alerts.service import AlertService
 from alerts.tables import ACKNOWLEDGED, FIRING, Alert, AlertEvent, Notification
-from carewatch.localstack import HOST, InfluxDB, Mosquitto
 from carewatch.migrations import migrate
 from core.db import Database
 from core.settings import MqttTarget, Settings
@@ -47,6 +46,7 @@ from tests.support.seeds import (
     seed_care_grid,
 )
 from tests.support.seeds import WORKER_WECHAT as WORKER_WECHAT_ID
+from tests.support.servers import HOST, InfluxDB, Mosquitto
 from tests.support.stack import StartIngest, ThreadedIngest, stack_settings
 from tests.support.waiting import wait_until
 

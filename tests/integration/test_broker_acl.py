@@ -7,7 +7,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from carewatch.localstack import HOST, Mosquitto
+from tests.support.servers import HOST, Mosquitto
 
 
 def _client(broker: Mosquitto, user: str, password: str, client_id: str) -> mqtt.Client:

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from pathlib import Path
 
-from carewatch.localstack import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.influx import assert_nothing_lost
 from tests.support.publishers import StreamPublisher
-from tests.support.stack import StartIngest, StartProcess, healthy, stack_settings
+from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
+from tests.support.stack import Stack, StartProcess, healthy
 from tests.support.waiting import wait_until
 
 
-def _env(broker: Mosquitto, influx_url: str, database: str, state: Path) -> dict[str, str]:
+def _env(stack: Stack) -> dict[str, str]:
     return {
-        "CAREWATCH_MQTT_URL": broker.url(),
-        "CAREWATCH_INFLUX_URL": influx_url,
-        "CAREWATCH_INFLUX_DATABASE": database,
-        "CAREWATCH_STATE_DIR": str(state),
+        "CAREWATCH_MQTT_URL": stack.broker.url(),
+        "CAREWATCH_INFLUX_URL": stack.influx_url,
+        "CAREWATCH_INFLUX_DATABASE": stack.database,
+        "CAREWATCH_STATE_DIR": str(stack.state_dir),
         "CAREWATCH_HTTP_LISTEN": f"{HOST}:{free_port()}",
         # Small batches, so a kill lands between batches and inside one.
         "CAREWATCH_INGEST__BATCH_SIZE": "50",
@@ -31,15 +31,9 @@ def _publisher(broker: Mosquitto, prefix: str, rate: float = 500.0) -> StreamPub
     )
 
 
-def test_sigkill_mid_stream_loses_nothing(
-    mosquitto: Mosquitto,
-    influxdb: InfluxDB,
-    database: str,
-    tmp_path: Path,
-    ingest_process: StartProcess,
-) -> None:
-    env = _env(mosquitto, influxdb.url, database, tmp_path / "state")
-    publisher = _publisher(mosquitto, "k")
+def test_sigkill_mid_stream_loses_nothing(stack: Stack, ingest_process: StartProcess) -> None:
+    env = _env(stack)
+    publisher = _publisher(stack.broker, "k")
     ingest = ingest_process(env)
     # Before its first subscription the broker keeps nothing for the ingester.
     wait_until(lambda: healthy(env["CAREWATCH_HTTP_LISTEN"]), 20, "the ingester's subscription")
@@ -52,32 +46,22 @@ def test_sigkill_mid_stream_loses_nothing(
     time.sleep(2)
     publisher.stop()
     assert publisher.total_acked > 3000
-    landed = assert_nothing_lost(publisher, influxdb.url, database)
+    landed = assert_nothing_lost(publisher, stack.influx_url, stack.database)
     assert sum(map(len, landed.values())) == publisher.total_acked
     assert ingest.stop() == 0
 
 
-def test_influxdb_down_for_30_s_loses_nothing(
-    mosquitto: Mosquitto,
-    own_influxdb: InfluxDB,
-    database: str,
-    tmp_path: Path,
-    start_ingest: StartIngest,
-) -> None:
+def test_influxdb_down_for_30_s_loses_nothing(stack: Stack, own_influxdb: InfluxDB) -> None:
     influx = own_influxdb  # this test stops and starts it
-    settings = stack_settings(
-        mosquitto,
-        influx.url,
-        database,
-        tmp_path / "state",
+    stack = dataclasses.replace(stack, influx=influx)
+    settings = stack.settings(
         ingest={"batch_size": 200, "retry_attempts": 2, "spool_replay_interval": 0.5},
     )
-    ingest = start_ingest(settings)
+    # Before its first subscription the broker keeps nothing for the ingester.
+    ingest = stack.start(settings)
     service = ingest.service
     assert service is not None
-    # Before its first subscription the broker keeps nothing for the ingester.
-    wait_until(service.subscriber.connected.is_set, 10, "the subscription")
-    publisher = _publisher(mosquitto, "i").start()
+    publisher = _publisher(stack.broker, "i").start()
     try:
         time.sleep(3)
         influx.stop()
@@ -88,41 +72,27 @@ def test_influxdb_down_for_30_s_loses_nothing(
         time.sleep(3)
     finally:
         publisher.stop()
-    landed = assert_nothing_lost(publisher, influx.url, database)
+    landed = assert_nothing_lost(publisher, influx.url, stack.database)
     wait_until(lambda: service.metrics.spool_segments == 0, 60, "the spool to drain")
     assert service.metrics.replayed >= spooled
     assert sum(map(len, landed.values())) == publisher.total_acked
-    assert not any((tmp_path / "state" / "spool").iterdir())
+    assert not any((stack.state_dir / "spool").iterdir())
     ingest.stop()
 
 
-def test_broker_restart_mid_stream_loses_nothing(
-    mosquitto: Mosquitto,
-    influxdb: InfluxDB,
-    database: str,
-    tmp_path: Path,
-    start_ingest: StartIngest,
-) -> None:
-    settings = stack_settings(
-        mosquitto,
-        influxdb.url,
-        database,
-        tmp_path / "state",
-        ingest={"batch_size": 100},
-    )
-    ingest = start_ingest(settings)
+def test_broker_restart_mid_stream_loses_nothing(stack: Stack) -> None:
+    ingest = stack.start(stack.settings(ingest={"batch_size": 100}))
     service = ingest.service
     assert service is not None
-    wait_until(service.subscriber.connected.is_set, 10, "the subscription")
-    publisher = _publisher(mosquitto, "r").start()
+    publisher = _publisher(stack.broker, "r").start()
     try:
         for _ in range(2):
             time.sleep(3)
-            mosquitto.restart()
+            stack.broker.restart()
         time.sleep(3)
     finally:
         publisher.stop(settle=60)
-    landed = assert_nothing_lost(publisher, influxdb.url, database)
+    landed = assert_nothing_lost(publisher, stack.influx_url, stack.database)
     # A restart can fall between the broker taking a message and its PUBACK
     # reaching the publisher: then the message lands but is never acked. So
     # acked <= landed <= sent (checked above), not equality; but only a few.

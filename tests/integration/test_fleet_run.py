@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from carewatch.localstack import HOST, InfluxDB, Mosquitto
 from core.settings import MqttTarget
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
@@ -16,6 +15,7 @@ from simulators.manifest import build_fleet, write_manifest
 from simulators.models import FleetConfig
 from simulators.scenarios import parse_spec
 from tests.support.influx import influx_query
+from tests.support.servers import HOST, InfluxDB, Mosquitto
 from tests.support.stack import StartIngest, stack_settings
 from tests.support.waiting import wait_until
 
@@ -35,6 +35,62 @@ def points_by_device(url: str, database: str) -> dict[str, int]:
     return dict(counts)
 
 
+FLEET = FleetConfig(
+    wristbands=16,
+    bins=4,
+    interval=1.0,
+    duration=120.0,
+    prefix="run-",
+    incidents=tuple(
+        parse_spec(s)
+        for s in (
+            "fall@w0001+20s",
+            "tachycardia@w0002+10s-60s",
+            "sorting_errors@b0001+30s-50s",
+            "off_wrist@w0003+40s-70s",
+            "bin_fire@b0002+60s-90s",
+        )
+    ),
+)
+
+
+def assert_landed_once(url: str, database: str, expected: dict[str, int]) -> None:
+    """Wait until InfluxDB holds exactly the acked messages per device, one point each."""
+    landed: dict[str, int] = {}
+
+    def all_landed() -> bool:
+        nonlocal landed
+        landed = points_by_device(url, database)
+        return landed == expected
+
+    try:
+        wait_until(all_landed, 30, "every acked message as one point", step=1.0)
+    except AssertionError:
+        diff = {
+            d: (expected.get(d), landed.get(d))
+            for d in expected
+            if expected.get(d) != landed.get(d)
+        }
+        raise AssertionError(f"device: (acked, in InfluxDB) differ: {diff}") from None
+
+
+def assert_incidents_left_their_trace(url: str, database: str) -> None:
+    """Registry context reached the points, and the scripted incidents show in the data."""
+    # Bins carry building and category from the manifest.
+    bins = influx_query(url, database, 'SHOW TAG VALUES FROM "bin" WITH KEY = "category"')
+    assert {row[1] for row in bins[0]["values"]} <= {"kitchen", "recyclable", "hazardous", "other"}
+    deposits = influx_query(
+        url, database, 'SELECT COUNT("count") FROM "bin_deposit" WHERE "correct" = false'
+    )
+    assert deposits and deposits[0]["values"][0][1] > 0, "the sorting-error burst left no trace"
+    falls = influx_query(
+        url,
+        database,
+        """SELECT COUNT("count") FROM "wristband_event" WHERE "type" = 'fall'""",
+    )
+    assert falls and falls[0]["values"][0][1] >= 1
+
+
 def test_twenty_devices_for_two_minutes_land_exactly_once(
     mosquitto: Mosquitto,
     influxdb: InfluxDB,
@@ -42,25 +98,8 @@ def test_twenty_devices_for_two_minutes_land_exactly_once(
     tmp_path: Path,
     start_ingest: StartIngest,
 ) -> None:
-    fleet = FleetConfig(
-        wristbands=16,
-        bins=4,
-        interval=1.0,
-        duration=120.0,
-        prefix="run-",
-        incidents=tuple(
-            parse_spec(s)
-            for s in (
-                "fall@w0001+20s",
-                "tachycardia@w0002+10s-60s",
-                "sorting_errors@b0001+30s-50s",
-                "off_wrist@w0003+40s-70s",
-                "bin_fire@b0002+60s-90s",
-            )
-        ),
-    )
-    devices = build_fleet(fleet)
-    mosquitto.add_users((d.device_id, derive_password(fleet.secret, d.device_id)) for d in devices)
+    devices = build_fleet(FLEET)
+    mosquitto.add_users((d.device_id, derive_password(FLEET.secret, d.device_id)) for d in devices)
     manifest = tmp_path / "devices.csv"
     write_manifest(manifest, devices)
     settings = stack_settings(
@@ -75,42 +114,14 @@ def test_twenty_devices_for_two_minutes_land_exactly_once(
     wait_until(ingest.service.subscriber.connected.is_set, 10, "the subscription")
     report = asyncio.run(
         run_fleet(
-            fleet,
+            FLEET,
             MqttTarget(host=HOST, port=mosquitto.port, tls=False, username=None, password=None),
         )
     )
     expected = {d: c.acked for d, c in report.devices.items()}
     assert sum(expected.values()) > 20 * 100
     assert all(c.published == c.acked for c in report.devices.values())
-    landed: dict[str, int] = {}
-
-    def all_landed() -> bool:
-        nonlocal landed
-        landed = points_by_device(influxdb.url, database)
-        return landed == expected
-
-    try:
-        wait_until(all_landed, 30, "every acked message as one point", step=1.0)
-    except AssertionError:
-        diff = {
-            d: (expected.get(d), landed.get(d))
-            for d in expected
-            if expected.get(d) != landed.get(d)
-        }
-        raise AssertionError(f"device: (acked, in InfluxDB) differ: {diff}") from None
-    metrics = ingest.service.metrics
-    assert metrics.rejected_total == 0
-    # Registry context from the manifest reached the points: bins carry building and category.
-    bins = influx_query(influxdb.url, database, 'SHOW TAG VALUES FROM "bin" WITH KEY = "category"')
-    assert {row[1] for row in bins[0]["values"]} <= {"kitchen", "recyclable", "hazardous", "other"}
-    deposits = influx_query(
-        influxdb.url, database, 'SELECT COUNT("count") FROM "bin_deposit" WHERE "correct" = false'
-    )
-    assert deposits and deposits[0]["values"][0][1] > 0, "the sorting-error burst left no trace"
-    falls = influx_query(
-        influxdb.url,
-        database,
-        """SELECT COUNT("count") FROM "wristband_event" WHERE "type" = 'fall'""",
-    )
-    assert falls and falls[0]["values"][0][1] >= 1
+    assert_landed_once(influxdb.url, database, expected)
+    assert ingest.service.metrics.rejected_total == 0
+    assert_incidents_left_their_trace(influxdb.url, database)
     ingest.stop()

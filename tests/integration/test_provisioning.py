@@ -22,10 +22,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from carewatch.localstack import HOST, free_port
 from core.settings import MqttTarget
-from devices.dynsec_bootstrap import ADMIN_USER, find_plugin, write_config
-from devices.provisioning import DynsecProvisioner, ProvisioningError
+from devices.broker.dynsec_bootstrap import ADMIN_USER, find_plugin, write_config
+from devices.broker.provisioning import DynsecProvisioner
+from devices.exceptions import ProvisioningError
+from tests.support.servers import HOST, free_port
 
 ADMIN_PASSWORD = "admin-test-password-0001"
 SERVICE_PASSWORD = "service-test-password-01"

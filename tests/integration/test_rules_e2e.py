@@ -194,7 +194,7 @@ def test_scenario_produces_exactly_its_findings(
         rules={"file": rules_file, "tick_interval": 0.2},
     )
     ingest = start_ingest(settings)
-    assert ingest.service is not None and ingest.service.rules is not None
+    assert ingest.service is not None and ingest.rules is not None
     wait_until(ingest.service.subscriber.connected.is_set, 10, "the subscription")
 
     report = run_fleet_then_stop_ingest(fleet, mosquitto.port, case.run_for, ingest.stop)

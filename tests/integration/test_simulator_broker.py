@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import aiomqtt
 import pytest
 
-from carewatch.localstack import Mosquitto
 from core.settings import MqttTarget
 from protocol.decode import Decoder
 from protocol.models import Reading, StatusChange
@@ -20,6 +19,7 @@ from simulators.load import run_load
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig
 from simulators.scenarios import parse_spec
+from tests.support.servers import Mosquitto
 
 SECRET = "integration-secret"
 

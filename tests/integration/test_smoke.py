@@ -8,9 +8,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from carewatch.localstack import InfluxDB, Mosquitto
 from tests.support.influx import count_by_device
-from tests.support.stack import StartIngest, stack_settings
+from tests.support.servers import Mosquitto
+from tests.support.stack import Stack
 from tests.support.waiting import wait_until
 
 
@@ -24,23 +24,10 @@ def _publisher(broker: Mosquitto) -> mqtt.Client:
     return client
 
 
-def test_valid_points_land_and_garbage_is_rejected(
-    mosquitto: Mosquitto,
-    influxdb: InfluxDB,
-    database: str,
-    tmp_path: Path,
-    start_ingest: StartIngest,
-) -> None:
-    settings = stack_settings(
-        mosquitto,
-        influxdb.url,
-        database,
-        tmp_path / "state",
-    )
-    ingest = start_ingest(settings)
+def test_valid_points_land_and_garbage_is_rejected(stack: Stack) -> None:
+    ingest = stack.start()
     assert ingest.service is not None
-    wait_until(lambda: ingest.service.subscriber.connected.is_set(), 10, "the MQTT subscription")
-    pub = _publisher(mosquitto)
+    pub = _publisher(stack.broker)
     now = int(time.time() * 1000)
     infos = []
     for i in range(100):
@@ -54,14 +41,14 @@ def test_valid_points_land_and_garbage_is_rejected(
     for info in infos:
         info.wait_for_publish(10)
     wait_until(
-        lambda: count_by_device(influxdb.url, database, "vitals", "hr").get("w1") == 100,
+        lambda: count_by_device(stack.influx_url, stack.database, "vitals", "hr").get("w1") == 100,
         20,
         "100 points of w1",
     )
     metrics = ingest.service.metrics
     wait_until(lambda: metrics.rejected_total == 3, 10, "3 rejections")
     assert metrics.rejected == {"bad_json": 1, "out_of_range": 1, "unknown_kind": 1}
-    deadletters = (tmp_path / "state" / "deadletter.jsonl").read_text().splitlines()
+    deadletters = (stack.state_dir / "deadletter.jsonl").read_text().splitlines()
     assert [json.loads(line)["reason"] for line in deadletters] == [
         "bad_json",
         "out_of_range",
@@ -71,44 +58,38 @@ def test_valid_points_land_and_garbage_is_rejected(
     ingest.stop()
 
 
-def test_status_channel_and_http_endpoints(
-    mosquitto: Mosquitto,
-    influxdb: InfluxDB,
-    database: str,
-    tmp_path: Path,
-    start_ingest: StartIngest,
-) -> None:
+def test_status_channel_and_http_endpoints(stack: Stack, tmp_path: Path) -> None:
     """Retained online/offline (the last will) is tracked; /metrics and /healthz report it."""
     from fastapi.testclient import TestClient
 
     from api.main import create_app
+    from core.db import Database
+    from devices.service import NoBroker
 
-    settings = stack_settings(
-        mosquitto,
-        influxdb.url,
-        database,
-        tmp_path / "state",
-    )
-    pub = _publisher(mosquitto)
+    pub = _publisher(stack.broker)
     # Retained before the ingester exists: it must learn it on subscribing.
     pub.publish("cw/v1/wristband/s1/status", b"online", qos=1, retain=True).wait_for_publish(5)
     pub.publish("cw/v1/bin/s2/status", b"online", qos=1, retain=True).wait_for_publish(5)
-    ingest = start_ingest(settings)
-    service = ingest.service
-    assert service is not None
+    settings = stack.settings()
+    ingest = stack.start(settings)
+    service, parts = ingest.service, ingest.parts
+    assert service is not None and parts is not None
     wait_until(lambda: service.status.online == 2, 10, "two devices online")
     pub.publish("cw/v1/bin/s2/status", b"offline", qos=1, retain=True).wait_for_publish(5)
     wait_until(lambda: service.status.online == 1, 10, "the bin's offline")
     state = service.status.devices["s2"]
     assert state.online is False and state.status_since_ms is not None
     wait_until(lambda: service.metrics.mqtt_connected, 5, "the health flag")
-    from carewatch.runtime import NoBroker
-    from core.db import Database
 
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
-    client = TestClient(
-        create_app(settings, database=database, provisioner=NoBroker(), ingest=service)
+    app = create_app(
+        settings,
+        database=database,
+        provisioner=NoBroker(),
+        health=parts.health,
+        metrics=parts.metrics,
     )
+    client = TestClient(app)
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["ingest"]["devices_online"] == 1

@@ -20,7 +20,6 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Connection
 
-from carewatch.localstack import PostgreSQL
 from carewatch.migrations import migrate
 from core.db import Database
 from devices.tables import DeviceState as DeviceStateRow
@@ -28,6 +27,7 @@ from ingest.statesync import DeviceStateSync
 from ingest.status import DeviceStatusBook
 from protocol.decode import Decoder
 from protocol.models import Reading, StatusChange
+from tests.support.servers import PostgreSQL
 
 NOW = 1_780_000_000_000  # epoch ms; the decoder checks ts against it
 
@@ -105,70 +105,83 @@ def test_book_marks_touched_devices_and_keeps_the_newest_telemetry() -> None:
 # -- upsert, on SQLite and PostgreSQL ------------------------------------------------
 
 
+async def _first_flush(db: Database, book: DeviceStatusBook, sync: DeviceStateSync) -> None:
+    """Three new devices: a band with status and reading, a bin, a band only ever offline."""
+    wristband(book, "w1", seq=1, hr=72, spo2=97, battery=88, worn=True)
+    feed(book, "cw/v1/wristband/w1/status", "online", NOW - 1000)
+    feed(book, "cw/v1/bin/b1/telemetry", {"ts": NOW - 200, "fill": 40, "battery": 90})
+    feed(book, "cw/v1/wristband/w2/status", "offline", NOW - 3000)  # never a reading
+
+    assert await sync.flush() == 3
+    assert book.dirty == set()
+    got = await rows(db)
+    assert set(got) == {"w1", "b1", "w2"}
+    w1, b1, w2 = got["w1"], got["b1"], got["w2"]
+    assert (w1.online, w1.status_since_ms, w1.last_seen_ms) == (True, NOW - 1000, NOW)
+    assert (w1.battery, w1.worn) == (88, True)
+    assert w1.last_reading == {
+        "ts": NOW - 500,
+        "seq": 1,
+        "hr": 72,
+        "spo2": 97,
+        "battery": 88,
+        "worn": True,
+    }
+    assert (b1.online, b1.last_seen_ms, b1.battery) == (None, NOW, 90)
+    assert b1.last_reading == {"ts": NOW - 200, "fill": 40, "battery": 90}
+    assert (w2.online, w2.status_since_ms, w2.last_seen_ms) == (False, NOW - 3000, None)
+    assert w2.last_reading == {}
+
+    assert await sync.flush() == 0  # nothing changed, nothing written
+
+
+async def _second_flush(db: Database, book: DeviceStatusBook, sync: DeviceStateSync) -> int:
+    """Newer messages update what they carry and keep the rest; returns their time."""
+    later = NOW + 2000
+    wristband(book, "w1", later, seq=2, hr=80)  # no battery this time
+    feed(book, "cw/v1/wristband/w1/status", "offline", later)
+    feed(book, "cw/v1/wristband/w1/event", {"ts": later, "type": "off_wrist"}, later)
+    feed(book, "cw/v1/bin/b1/telemetry", {"ts": later, "fill": 55}, later)
+    assert await sync.flush() == 2
+    got = await rows(db)
+    w1, b1 = got["w1"], got["b1"]
+    assert (w1.online, w1.status_since_ms, w1.last_seen_ms) == (False, later, later)
+    assert (w1.battery, w1.worn) == (88, False)
+    assert w1.last_reading == {"ts": later - 500, "seq": 2, "hr": 80}
+    assert (b1.battery, b1.last_reading) == (90, {"ts": later, "fill": 55})
+    assert got["w2"].status_since_ms == NOW - 3000  # untouched
+    return later
+
+
+async def _restart_keeps_the_table(db: Database, later: int) -> None:
+    """A fresh book knows nothing yet of battery, status or readings; it must not erase them."""
+    fresh = DeviceStatusBook()
+    resync = DeviceStateSync(fresh, db)
+    feed(fresh, "cw/v1/wristband/w1/event", {"ts": later, "type": "sos"}, later + 10)
+    feed(fresh, "cw/v1/wristband/w2/telemetry", {"ts": later, "steps": 5}, later + 10)
+    assert await resync.flush() == 2
+    got = await rows(db)
+    w1, w2 = got["w1"], got["w2"]
+    assert (w1.online, w1.status_since_ms, w1.last_seen_ms) == (False, later, later + 10)
+    assert (w1.battery, w1.worn) == (88, False)
+    assert w1.last_reading == {"ts": later - 500, "seq": 2, "hr": 80}
+    assert (w2.online, w2.last_seen_ms, w2.last_reading) == (
+        False,
+        later + 10,
+        {"ts": later, "steps": 5},
+    )
+
+
 def test_flush_upserts_changed_devices(database_url: str) -> None:
     async def scenario() -> None:
         db = await migrated(database_url)
         try:
             book = DeviceStatusBook()
             sync = DeviceStateSync(book, db)
-            wristband(book, "w1", seq=1, hr=72, spo2=97, battery=88, worn=True)
-            feed(book, "cw/v1/wristband/w1/status", "online", NOW - 1000)
-            feed(book, "cw/v1/bin/b1/telemetry", {"ts": NOW - 200, "fill": 40, "battery": 90})
-            feed(book, "cw/v1/wristband/w2/status", "offline", NOW - 3000)  # never a reading
-
-            assert await sync.flush() == 3
-            assert book.dirty == set()
-            got = await rows(db)
-            assert set(got) == {"w1", "b1", "w2"}
-            w1, b1, w2 = got["w1"], got["b1"], got["w2"]
-            assert (w1.online, w1.status_since_ms, w1.last_seen_ms) == (True, NOW - 1000, NOW)
-            assert (w1.battery, w1.worn) == (88, True)
-            assert w1.last_reading == {
-                "ts": NOW - 500,
-                "seq": 1,
-                "hr": 72,
-                "spo2": 97,
-                "battery": 88,
-                "worn": True,
-            }
-            assert (b1.online, b1.last_seen_ms, b1.battery) == (None, NOW, 90)
-            assert b1.last_reading == {"ts": NOW - 200, "fill": 40, "battery": 90}
-            assert (w2.online, w2.status_since_ms, w2.last_seen_ms) == (False, NOW - 3000, None)
-            assert w2.last_reading == {}
-
-            assert await sync.flush() == 0  # nothing changed, nothing written
-
-            later = NOW + 2000
-            wristband(book, "w1", later, seq=2, hr=80)  # no battery this time
-            feed(book, "cw/v1/wristband/w1/status", "offline", later)
-            feed(book, "cw/v1/wristband/w1/event", {"ts": later, "type": "off_wrist"}, later)
-            feed(book, "cw/v1/bin/b1/telemetry", {"ts": later, "fill": 55}, later)
-            assert await sync.flush() == 2
-            got = await rows(db)
-            w1, b1 = got["w1"], got["b1"]
-            assert (w1.online, w1.status_since_ms, w1.last_seen_ms) == (False, later, later)
-            assert (w1.battery, w1.worn) == (88, False)
-            assert w1.last_reading == {"ts": later - 500, "seq": 2, "hr": 80}
-            assert (b1.battery, b1.last_reading) == (90, {"ts": later, "fill": 55})
-            assert got["w2"].status_since_ms == NOW - 3000  # untouched
-
-            # An ingester restart: a fresh book knows nothing yet of battery, status or
-            # readings; its first flush must not erase what the table holds.
-            fresh = DeviceStatusBook()
-            resync = DeviceStateSync(fresh, db)
-            feed(fresh, "cw/v1/wristband/w1/event", {"ts": later, "type": "sos"}, later + 10)
-            feed(fresh, "cw/v1/wristband/w2/telemetry", {"ts": later, "steps": 5}, later + 10)
-            assert await resync.flush() == 2
-            got = await rows(db)
-            w1, w2 = got["w1"], got["w2"]
-            assert (w1.online, w1.status_since_ms, w1.last_seen_ms) == (False, later, later + 10)
-            assert (w1.battery, w1.worn) == (88, False)
-            assert w1.last_reading == {"ts": later - 500, "seq": 2, "hr": 80}
-            assert (w2.online, w2.last_seen_ms, w2.last_reading) == (
-                False,
-                later + 10,
-                {"ts": later, "steps": 5},
-            )
+            await _first_flush(db, book, sync)
+            later = await _second_flush(db, book, sync)
+            # An ingester restart.
+            await _restart_keeps_the_table(db, later)
             # A stale view (say, another worker's) moves nothing back.
             assert await sync.flush() == 0
             book.restore_dirty({"w1"})

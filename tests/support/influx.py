@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tests.support.publishers import StreamPublisher
 from tests.support.waiting import wait_until
 
-if TYPE_CHECKING:
-
-    pass
-
 
 def influx_query(url: str, database: str, q: str) -> list[dict[str, Any]]:
+    """The series an InfluxQL query returns (timestamps in ms); its error fails the test."""
     data = urllib.parse.urlencode({"db": database, "q": q, "epoch": "ms"}).encode()
     with urllib.request.urlopen(f"{url}/query", data=data, timeout=30) as resp:
         body = json.load(resp)
@@ -35,6 +32,7 @@ def count_by_device(url: str, database: str, measurement: str, field: str) -> di
 
 
 def ts_by_device(url: str, database: str, measurement: str = "vitals") -> dict[str, set[int]]:
+    """The timestamps of each device's points in one measurement."""
     series = influx_query(url, database, f'SELECT "hr" FROM "{measurement}" GROUP BY "device_id"')
     return {s["tags"]["device_id"]: {int(v[0]) for v in s["values"]} for s in series}
 
@@ -60,6 +58,3 @@ def assert_nothing_lost(
     for device, stamps in landed.items():
         assert stamps <= publisher.sent[device], f"{device} has points never sent"
     return landed
-
-
-# -- a care registry: the people the alert tests and bench/alerts.py expect -------------------

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-
-    pass
+from typing import Any
 
 
 class StreamPublisher:
@@ -55,6 +51,7 @@ class StreamPublisher:
         self.client = client
 
     def start(self) -> StreamPublisher:
+        """Start publishing in a background thread."""
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -91,6 +88,7 @@ class StreamPublisher:
 
     @property
     def acked(self) -> dict[str, set[int]]:
+        """Per device, the ts of every message the broker acknowledged."""
         acked: dict[str, set[int]] = {d: set() for d in self.devices}
         for device, ts, info in self._infos:
             if _acked(info):
@@ -99,6 +97,7 @@ class StreamPublisher:
 
     @property
     def total_acked(self) -> int:
+        """How many messages the broker acknowledged."""
         return sum(len(v) for v in self.acked.values())
 
 

@@ -7,14 +7,9 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 
-from carewatch.localstack import HOST
+from tests.support.servers import HOST
 from tests.support.waiting import wait_until
-
-if TYPE_CHECKING:
-
-    pass
 
 
 @dataclass(frozen=True)

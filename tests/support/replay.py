@@ -29,9 +29,10 @@ from zoneinfo import ZoneInfo
 
 from protocol.decode import Decoder
 from protocol.models import Kind, Reading, StatusChange
+from rules.baselines import seed_baseline
 from rules.config import RuleSet, load_rules
 from rules.context import Profile, build_contexts
-from rules.engine import RuleEngine, seed_baseline
+from rules.engine import RuleEngine
 from rules.findings import Finding
 from rules.state import HR_BINS, HR_LOW, SPO2_LOW, Baseline
 from simulators import scenarios

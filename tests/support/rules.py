@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -124,3 +124,26 @@ def open_rules(rig: Rig) -> set[str]:
     for f in rig.findings:
         state[f.subject, f.rule] = f.active
     return {rule for (_, rule), active in state.items() if active}
+
+
+def series(
+    rig: Rig, field: str, values: Sequence[float], start: int = T0, **extra: Any
+) -> list[tuple[int, str, bool]]:
+    """One reading of `field` a minute; (minute, rule, active) of each finding."""
+    out = []
+    for minute, value in enumerate(values):
+        for f in rig.feed(tm(start + minute * MIN, "w1", **{field: value}, **extra)):
+            out.append((minute, f.rule, f.active))
+    return out
+
+
+def only(found: list[tuple[int, str, bool]], rule: str) -> list[tuple[int, bool]]:
+    """(minute, active) of the findings of `rule` in what `series` found."""
+    return [(minute, active) for minute, r, active in found if r == rule]
+
+
+def deposits(rig: Rig, start: int, correct: int, wrong: int, device: str = "b1") -> None:
+    """`correct` kitchen deposits then `wrong` others into a kitchen bin, a minute apart."""
+    for i in range(correct + wrong):
+        detected = "kitchen" if i < correct else "other"
+        rig.feed(bev(start + i * MIN, "deposit", device=device, detected=detected))

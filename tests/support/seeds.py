@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-
-
 WORKER_PHONE = "13900000001"  # 王芳, the grid worker (WeChat `wangfang`)
 WORKER_WECHAT = "wangfang"
 SUPERVISOR_PHONE = "13900000002"  # 李站长, the grid's supervisor
@@ -63,6 +61,3 @@ async def bind_band(session: AsyncSession, device_id: str, resident_id: int, gri
     await session.flush()
     since = datetime.now(UTC) - timedelta(days=1)
     session.add(DeviceBinding(device_id=device_id, resident_id=resident_id, start=since))
-
-
-# -- a stand-in for the SMS and WeChat providers ----------------------------------------------

@@ -1,4 +1,4 @@
-"""The ingester under test, in a thread or a child process, and the settings of a local stack."""
+"""The service under test, in a thread or a child process, and the settings of a local stack."""
 
 from __future__ import annotations
 
@@ -9,19 +9,23 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from carewatch.localstack import Mosquitto
-from carewatch.migrations import migrate
 from core.settings import Settings
-from ingest.service import IngestService
+from tests.support.servers import InfluxDB, Mosquitto
+from tests.support.waiting import wait_until
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the unit tests load this module too: they need none of the services
     from alerts.service import AlertService
+    from carewatch.build import Parts
+    from ingest.service import IngestService
+    from rules.service import RuleService
+
+T = TypeVar("T")
 
 
 def healthy(listen: str) -> bool:
@@ -47,7 +51,7 @@ def stack_settings(
 
 
 class ThreadedIngest:
-    """The ingest service on its own event loop in a thread, for tests that look inside it."""
+    """The ingest service on its own event loop in a thread, built as `carewatch run` builds it."""
 
     def __init__(
         self, settings: Settings, *, with_registry: bool = False, with_alerts: bool = False
@@ -55,7 +59,9 @@ class ThreadedIngest:
         self.settings = settings
         self.with_registry = with_registry or with_alerts
         self.with_alerts = with_alerts
+        self.parts: Parts | None = None
         self.service: IngestService | None = None
+        self.rules: RuleService | None = None
         self.alerts: AlertService | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -64,43 +70,36 @@ class ThreadedIngest:
         self._ready = threading.Event()
 
     def start(self) -> ThreadedIngest:
+        """Start the thread; return once the parts are built (or failed to build: `error`)."""
         self._thread = threading.Thread(target=self._main, daemon=True)
         self._thread.start()
         self._ready.wait(10)
         return self
 
-    def _main(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            database = None
-            if self.with_registry:
-                from core.db import Database
+    def run_on_loop(self, work: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        """Run `work` on the service's own loop (its database, its dispatcher) and wait for it."""
+        assert self._loop is not None, self.error
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout)
 
-                database = Database(self.settings.database_url_resolved)
-                await migrate(database)
-            sinks: list[AlertService] = []
-            if self.with_alerts:
-                from alerts.service import AlertService
+    async def _serve(self) -> None:
+        from carewatch.build import assembled
 
-                assert database is not None
-                self.alerts = AlertService(self.settings, database)
-                sinks.append(self.alerts)
-            self.service = IngestService(self.settings, database=database, finding_sinks=sinks)
-            if self.alerts is not None and self.service.rules is not None:
-                self.alerts.unlatch = self.service.rules.resolve
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with assembled(
+            self.settings,
+            registry=self.with_registry,
+            ingest=True,
+            alerts=self.with_alerts,
+        ) as parts:
+            self.parts = parts
+            self.service, self.rules, self.alerts = parts.ingest, parts.rules, parts.alerts
             self._ready.set()
-            try:
-                parts = [self.service.run(self._stop)]
-                if self.alerts is not None:
-                    parts.append(self.alerts.run(self._stop))
-                await asyncio.gather(*parts)
-            finally:
-                if database is not None:
-                    await database.dispose()
+            await asyncio.gather(*parts.start(self._stop))
 
+    def _main(self) -> None:
         try:
-            asyncio.run(main())
+            asyncio.run(self._serve())
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
             self._ready.set()
@@ -119,6 +118,7 @@ class ThreadedIngest:
 
 
 def ingest_env(settings_env: dict[str, str]) -> dict[str, str]:
+    """This process's environment with the service's settings laid over it."""
     env = dict(os.environ)
     env.update(settings_env)
     return env
@@ -133,6 +133,7 @@ class IngestProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IngestProcess:
+        """Start `carewatch ingest`, its output appended to the log."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "carewatch", "ingest"],
@@ -143,11 +144,13 @@ class IngestProcess:
         return self
 
     def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> int:
+        """SIGTERM and wait (SIGKILL after 30 s); the exit status."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -167,3 +170,39 @@ class StartIngest(Protocol):
 
 
 StartProcess = Callable[[dict[str, str]], IngestProcess]
+
+
+@dataclass
+class Stack:
+    """The `stack` fixture: a broker, influxd and a database of the test's own, and a state folder.
+
+    `settings()` points a service at them; `start()` runs one in a thread and returns
+    once it is subscribed to the broker. Whatever it started is stopped after the test.
+    """
+
+    broker: Mosquitto
+    influx: InfluxDB
+    database: str  # the test's own InfluxDB database
+    state_dir: Path
+    start_ingest: StartIngest
+
+    @property
+    def influx_url(self) -> str:
+        """The InfluxDB base URL."""
+        return self.influx.url
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings of a service wired to this stack; `overrides` as `Settings` takes them."""
+        return stack_settings(
+            self.broker, self.influx.url, self.database, self.state_dir, **overrides
+        )
+
+    def start(
+        self, settings: Settings | None = None, *, with_alerts: bool = False
+    ) -> ThreadedIngest:
+        """Start the service (by default with `settings()`); return once it is subscribed."""
+        ingest = self.start_ingest(settings or self.settings(), with_alerts=with_alerts)
+        service = ingest.service
+        assert service is not None, ingest.error
+        wait_until(service.subscriber.connected.is_set, 10, "the subscription")
+        return ingest

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> None:
+    """Return once `predicate()` holds; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

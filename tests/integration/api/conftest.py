@@ -76,6 +76,69 @@ async def _seed_admin(database: Database) -> None:
         await session.commit()
 
 
+def _seed_users(api: Api, community_id: int, other_id: int) -> dict[str, int]:
+    users = {}
+    for username, role, of_community in (
+        ("wang", "grid_worker", None),
+        ("li", "grid_worker", None),
+        ("zhao", "supervisor", community_id),
+        ("qian", "supervisor", other_id),
+    ):
+        response = api.request(
+            "admin",
+            "POST",
+            "/users",
+            json={
+                "username": username,
+                "password": PASSWORD,
+                "full_name": username,
+                "role": role,
+                "community_id": of_community,
+            },
+        )
+        assert response.status_code == 201, response.text
+        users[username] = response.json()["id"]
+    return users
+
+
+def _seed_organisation(api: Api) -> None:
+    community = api.request("admin", "POST", "/communities", json={"name": "幸福小区"}).json()
+    other = api.request("admin", "POST", "/communities", json={"name": "和平小区"}).json()
+    users = _seed_users(api, community["id"], other["id"])
+    grid_a = api.request(
+        "admin",
+        "POST",
+        "/grids",
+        json={
+            "community_id": community["id"],
+            "name": "网格A",
+            "worker_ids": [users["wang"]],
+            "supervisor_id": users["zhao"],
+        },
+    ).json()
+    grid_b = api.request(
+        "admin",
+        "POST",
+        "/grids",
+        json={
+            "community_id": community["id"],
+            "name": "网格B",
+            "worker_ids": [users["li"]],
+        },
+    ).json()
+    building = api.request(
+        "admin", "POST", "/buildings", json={"grid_id": grid_a["id"], "name": "3栋"}
+    ).json()
+    api.ids.update(
+        community=community["id"],
+        other_community=other["id"],
+        grid_a=grid_a["id"],
+        grid_b=grid_b["id"],
+        building_a=building["id"],
+        **users,
+    )
+
+
 @pytest.fixture
 def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
     """Two communities' worth of organisation: grid A (worker wang), grid B (worker li)."""
@@ -89,60 +152,6 @@ def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
     app = create_app(settings, database=database, provisioner=provisioner)
     with TestClient(app) as client:
         api = Api(client, provisioner)
-        community = api.request("admin", "POST", "/communities", json={"name": "幸福小区"}).json()
-        other = api.request("admin", "POST", "/communities", json={"name": "和平小区"}).json()
-        users = {}
-        for username, role, community_id in (
-            ("wang", "grid_worker", None),
-            ("li", "grid_worker", None),
-            ("zhao", "supervisor", community["id"]),
-            ("qian", "supervisor", other["id"]),
-        ):
-            response = api.request(
-                "admin",
-                "POST",
-                "/users",
-                json={
-                    "username": username,
-                    "password": PASSWORD,
-                    "full_name": username,
-                    "role": role,
-                    "community_id": community_id,
-                },
-            )
-            assert response.status_code == 201, response.text
-            users[username] = response.json()["id"]
-        grid_a = api.request(
-            "admin",
-            "POST",
-            "/grids",
-            json={
-                "community_id": community["id"],
-                "name": "网格A",
-                "worker_ids": [users["wang"]],
-                "supervisor_id": users["zhao"],
-            },
-        ).json()
-        grid_b = api.request(
-            "admin",
-            "POST",
-            "/grids",
-            json={
-                "community_id": community["id"],
-                "name": "网格B",
-                "worker_ids": [users["li"]],
-            },
-        ).json()
-        building = api.request(
-            "admin", "POST", "/buildings", json={"grid_id": grid_a["id"], "name": "3栋"}
-        ).json()
-        api.ids.update(
-            community=community["id"],
-            other_community=other["id"],
-            grid_a=grid_a["id"],
-            grid_b=grid_b["id"],
-            building_a=building["id"],
-            **users,
-        )
+        _seed_organisation(api)
         yield api
     asyncio.run(database.dispose())

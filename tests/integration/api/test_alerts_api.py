@@ -319,33 +319,35 @@ def test_percentiles_and_the_target_share() -> None:
     assert got.within_target == 0.5  # 2 answered in time of 4 that needed an answer
 
 
-def test_response_time_figures_per_grid_and_week(api: Api) -> None:
+def _times_row(
+    grid: int,
+    opened: datetime,
+    acked: float | None = None,
+    resolved: float | None = None,
+    by: str = "wang",
+    severity: str = "warning",
+    group: bool = False,
+) -> dict[str, Any]:
+    return {
+        "grid": grid,
+        "opened": opened,
+        "acked": None if acked is None else opened + timedelta(minutes=acked),
+        "resolved": None if resolved is None else opened + timedelta(minutes=resolved),
+        "by": by if resolved is not None else None,
+        "severity": severity,
+        "group": group,
+    }
+
+
+def _seed_response_times(api: Api) -> tuple[datetime, str, str]:
+    """Alerts of two grids over two weeks (three weeks ago); (week 1, from, to)."""
     zone = ZoneInfo("Asia/Shanghai")
     today = datetime.now(zone).date()
     monday = today - timedelta(days=today.weekday() + 21)  # three weeks ago
     week1 = datetime(monday.year, monday.month, monday.day, 10, tzinfo=zone).astimezone(UTC)
     week2 = week1 + timedelta(days=7)
     grid_a, grid_b = api.ids["grid_a"], api.ids["grid_b"]
-
-    def row(
-        grid: int,
-        opened: datetime,
-        acked: float | None = None,
-        resolved: float | None = None,
-        by: str = "wang",
-        severity: str = "warning",
-        group: bool = False,
-    ) -> dict[str, Any]:
-        return {
-            "grid": grid,
-            "opened": opened,
-            "acked": None if acked is None else opened + timedelta(minutes=acked),
-            "resolved": None if resolved is None else opened + timedelta(minutes=resolved),
-            "by": by if resolved is not None else None,
-            "severity": severity,
-            "group": group,
-        }
-
+    row = _times_row
     rows = [
         row(grid_a, week1, acked=10, resolved=30, severity="critical"),
         row(grid_a, week1, acked=20, resolved=50),
@@ -383,6 +385,13 @@ def test_response_time_figures_per_grid_and_week(api: Api) -> None:
     db(api, store)
     start = (week1 - timedelta(days=1)).isoformat()
     end = (week2 + timedelta(days=3)).isoformat()
+    return week1, start, end
+
+
+def test_response_time_figures_per_grid_and_week(api: Api) -> None:
+    zone = ZoneInfo("Asia/Shanghai")
+    week1, start, end = _seed_response_times(api)
+    grid_a, grid_b = api.ids["grid_a"], api.ids["grid_b"]
     response = api.request(
         "zhao", "GET", "/alerts/stats/response-times", params={"from": start, "to": end}
     )
@@ -410,6 +419,10 @@ def test_response_time_figures_per_grid_and_week(api: Api) -> None:
     assert [t["grid_id"] for t in report["totals"]] == [grid_a, grid_b]
     assert report["totals"][0]["alerts"] == 5
 
+
+def test_response_times_within_scope_grid_and_range(api: Api) -> None:
+    _, start, end = _seed_response_times(api)
+    grid_a, grid_b = api.ids["grid_a"], api.ids["grid_b"]
     # A grid worker sees their own grid only; another community's supervisor nothing.
     mine = api.request(
         "wang", "GET", "/alerts/stats/response-times", params={"from": start, "to": end}

@@ -269,7 +269,8 @@ RESIDENT: Final[dict[str, Any]] = {
 }
 
 
-def seed(api: Api) -> Seeded:
+def seed_residents(api: Api) -> list[int]:
+    """Two residents in grid A (building 3栋), one in grid B."""
     residents = []
     for grid in ("grid_a", "grid_a", "grid_b"):
         building = api.ids["building_a"] if grid == "grid_a" else None
@@ -281,6 +282,11 @@ def seed(api: Api) -> Seeded:
         )
         assert response.status_code == 201, response.text
         residents.append(response.json()["id"])
+    return residents
+
+
+def seed_devices(api: Api, residents: list[int]) -> list[str]:
+    """Three wristbands (two worn) and a bin in building 3栋."""
     devices = ["w0001", "w0002", "w0003", "b0001"]
     for device_id, grid in zip(devices, ("grid_a", "grid_a", "grid_b", "grid_a"), strict=True):
         response = api.request(
@@ -302,19 +308,11 @@ def seed(api: Api) -> Seeded:
     ):
         response = api.request("admin", "POST", f"/devices/{device_id}/bind", json=body)
         assert response.status_code == 200, response.text
-    response = api.request(
-        "wang",
-        "POST",
-        f"/residents/{residents[0]}/visits",
-        json={"need": "daily_check", "notes": "精神好", "readings": {"sbp": 135}},
-    )
-    assert response.status_code == 201, response.text
-    keys = []
-    for who in ("admin", "wang"):
-        response = api.request(who, "POST", "/auth/api-keys", json={"name": f"{who}-key"})
-        assert response.status_code == 201, response.text
-        keys.append(response.json()["id"])
-    now = int(time.time() * 1000)
+    return devices
+
+
+def seed_states(api: Api, now: int) -> None:
+    """What the ingester would have recorded: one wristband online, one offline, the bin."""
 
     async def store() -> None:
         database = api.client.app.state.database  # type: ignore[attr-defined]
@@ -344,15 +342,10 @@ def seed(api: Api) -> Seeded:
             await session.commit()
 
     api.client.portal.call(store)  # type: ignore[union-attr]
-    alert_ids = seed_alerts(api, residents, now)
-    response = api.request(
-        "admin",
-        "POST",
-        "/notices",
-        json={"title": "暴雨预警", "text": "请确认", "tags": ["lives-alone"]},
-    )
-    assert response.status_code == 201, response.text
-    notice_ids = [response.json()["id"]]
+
+
+def seed_body_ids(api: Api, residents: list[int]) -> dict[str, list[Any]]:
+    """Values for request body fields naming records: ones that exist, and 2**63."""
     body_ids: dict[str, list[Any]] = {
         "grid_id": [api.ids["grid_a"], api.ids["grid_b"]],
         "community_id": [api.ids["community"], api.ids["other_community"]],
@@ -368,6 +361,36 @@ def seed(api: Api) -> Seeded:
     for name, pool in body_ids.items():
         if name not in ("worker_ids", "grid_ids", "building_ids", "tags"):
             pool.append(2**63)
+    return body_ids
+
+
+def seed(api: Api) -> Seeded:
+    residents = seed_residents(api)
+    devices = seed_devices(api, residents)
+    response = api.request(
+        "wang",
+        "POST",
+        f"/residents/{residents[0]}/visits",
+        json={"need": "daily_check", "notes": "精神好", "readings": {"sbp": 135}},
+    )
+    assert response.status_code == 201, response.text
+    keys = []
+    for who in ("admin", "wang"):
+        response = api.request(who, "POST", "/auth/api-keys", json={"name": f"{who}-key"})
+        assert response.status_code == 201, response.text
+        keys.append(response.json()["id"])
+    now = int(time.time() * 1000)
+    seed_states(api, now)
+    alert_ids = seed_alerts(api, residents, now)
+    response = api.request(
+        "admin",
+        "POST",
+        "/notices",
+        json={"title": "暴雨预警", "text": "请确认", "tags": ["lives-alone"]},
+    )
+    assert response.status_code == 201, response.text
+    notice_ids = [response.json()["id"]]
+    body_ids = seed_body_ids(api, residents)
     return Seeded(residents, devices, keys, body_ids, alert_ids, notice_ids)
 
 
@@ -406,32 +429,30 @@ def seed_alerts(api: Api, residents: list[int], now_ms: int) -> list[int]:
     return [a["id"] for a in listed["data"]]
 
 
-def pins(op: Operation, seeded: Seeded) -> list[dict[str, Any]]:
-    """Fixed parts naming seeded records, or ids at integer limits; generation fills the rest."""
-    names = {p.name for p in op.path_parameters}
-    if op.label == "POST /api/v1/auth/token":
-        return [{"body": {"username": "wang", "password": PASSWORD}}]
-    fixed: list[dict[str, Any]] = []
+def record_pins(op: Operation, names: set[str], seeded: Seeded) -> list[dict[str, Any]]:
+    """Path parameters naming seeded records (and a valid whole binding)."""
     if op.path.endswith("/telemetry"):  # the last day: with a wristband worn, and without
         start = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-        fixed += [
+        return [
             {"path_parameters": {"resident_id": rid}, "query": {"start": start}}
             for rid in seeded.resident_ids[:2]
         ]
-    elif "notice_id" in names:
-        fixed += [
+    if "notice_id" in names:
+        return [
             {"path_parameters": {"notice_id": nid, "resident_id": rid}}
             if "resident_id" in names
             else {"path_parameters": {"notice_id": nid}}
             for nid in seeded.notice_ids
             for rid in seeded.resident_ids
         ]
-    elif "alert_id" in names:
-        fixed += [{"path_parameters": {"alert_id": aid}} for aid in seeded.alert_ids]
-    elif "resident_id" in names:
-        fixed += [{"path_parameters": {"resident_id": rid}} for rid in seeded.resident_ids]
-    elif "device_id" in names:
-        fixed += [{"path_parameters": {"device_id": did}} for did in seeded.device_ids]
+    if "alert_id" in names:
+        return [{"path_parameters": {"alert_id": aid}} for aid in seeded.alert_ids]
+    if "resident_id" in names:
+        return [{"path_parameters": {"resident_id": rid}} for rid in seeded.resident_ids]
+    if "device_id" in names:
+        fixed: list[dict[str, Any]] = [
+            {"path_parameters": {"device_id": did}} for did in seeded.device_ids
+        ]
         if op.path.endswith("/bind"):  # a binding that is valid as a whole, too
             fixed.append(
                 {
@@ -439,8 +460,18 @@ def pins(op: Operation, seeded: Seeded) -> list[dict[str, Any]]:
                     "body": {"resident_id": seeded.resident_ids[1]},
                 }
             )
-    elif "key_id" in names:
-        fixed += [{"path_parameters": {"key_id": kid}} for kid in seeded.key_ids]
+        return fixed
+    if "key_id" in names:
+        return [{"path_parameters": {"key_id": kid}} for kid in seeded.key_ids]
+    return []
+
+
+def pins(op: Operation, seeded: Seeded) -> list[dict[str, Any]]:
+    """Fixed parts naming seeded records, or ids at integer limits; generation fills the rest."""
+    names = {p.name for p in op.path_parameters}
+    if op.label == "POST /api/v1/auth/token":
+        return [{"body": {"username": "wang", "password": PASSWORD}}]
+    fixed = record_pins(op, names, seeded)
     in_path = sorted(names & INTEGER_IDS)
     in_query = sorted({p.name for p in op.query} & INTEGER_IDS)
     for edge in EDGE_INTEGERS:

@@ -7,9 +7,9 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from carewatch.localstack import HOST, Mosquitto
-from devices.provisioning import DynsecProvisioner
+from devices.broker.provisioning import DynsecProvisioner
 from tests.integration.api.conftest import Api
+from tests.support.servers import HOST, Mosquitto
 
 
 def connect(broker: Mosquitto, device_id: str, password: str) -> tuple[mqtt.Client, bool]:
@@ -60,6 +60,19 @@ def test_registered_device_publishes_and_revoked_one_is_refused(
     assert (old_password, new_password) == (False, True)
 
 
+def publish_low_battery(mosquitto: Mosquitto, device_id: str, password: str) -> mqtt.Client:
+    """Log in as the device, say online, and send one reading: battery low, not worn."""
+    import json
+    import time
+
+    device, ok = connect(mosquitto, device_id, password)
+    assert ok
+    device.publish(f"cw/v1/wristband/{device_id}/status", b"online", qos=1, retain=True)
+    payload = {"ts": int(time.time() * 1000), "hr": 71, "spo2": 96, "battery": 12, "worn": False}
+    device.publish(f"cw/v1/wristband/{device_id}/telemetry", json.dumps(payload), qos=1)
+    return device
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_status_the_ingester_saw_is_what_the_api_serves(
     api: Api,
@@ -70,12 +83,11 @@ def test_status_the_ingester_saw_is_what_the_api_serves(
     tmp_path: object,
 ) -> None:
     """Device -> Mosquitto -> ingest -> registry state -> GET /status/devices."""
-    import json
-    import time
     from pathlib import Path
 
     from core.settings import Settings
-    from tests.helpers import ThreadedIngest, wait_until
+    from tests.support.stack import ThreadedIngest
+    from tests.support.waiting import wait_until
 
     api.client.app.state.provisioner = DynsecProvisioner(mosquitto.admin_target())  # type: ignore[attr-defined]
     creds = api.request(
@@ -100,17 +112,7 @@ def test_status_the_ingester_saw_is_what_the_api_serves(
     try:
         assert ingest.service is not None
         wait_until(ingest.service.subscriber.connected.is_set, 10, "the subscription")
-        device, ok = connect(mosquitto, "w-live", creds["mqtt_password"])
-        assert ok
-        device.publish("cw/v1/wristband/w-live/status", b"online", qos=1, retain=True)
-        payload = {
-            "ts": int(time.time() * 1000),
-            "hr": 71,
-            "spo2": 96,
-            "battery": 12,
-            "worn": False,
-        }
-        device.publish("cw/v1/wristband/w-live/telemetry", json.dumps(payload), qos=1)
+        device = publish_low_battery(mosquitto, "w-live", creds["mqtt_password"])
 
         def served() -> list[dict[str, object]]:
             response = api.request(

@@ -230,30 +230,12 @@ def test_invalid_input_is_json_in_two_languages(api: Api) -> None:
     assert {p["field"] for p in body["problems"]} >= {"body.birth_year", "body.service_needs.0"}
 
 
-def test_device_status_filters_come_from_the_registry(api: Api) -> None:
-    """The state the ingester keeps answers: offline, silent, low battery, not worn."""
+def store_states(api: Api) -> None:
+    """What the ingester would have kept for w1, w2, w3, b1 (grid A) and w9 (grid B)."""
     import time
 
     from devices.tables import DeviceState
 
-    for device_id, kind in (
-        ("w1", "wristband"),
-        ("w2", "wristband"),
-        ("w3", "wristband"),
-        ("b1", "bin"),
-    ):
-        api.request(
-            "admin",
-            "POST",
-            "/devices",
-            json={"id": device_id, "kind": kind, "grid_id": api.ids["grid_a"], "interval_s": 60},
-        )
-    api.request(
-        "admin",
-        "POST",
-        "/devices",
-        json={"id": "w9", "kind": "wristband", "grid_id": api.ids["grid_b"]},
-    )
     now = int(time.time() * 1000)
     states = [
         DeviceState(
@@ -279,6 +261,29 @@ def test_device_status_filters_come_from_the_registry(api: Api) -> None:
             await session.commit()
 
     api.client.portal.call(store)  # type: ignore[union-attr]
+
+
+def test_device_status_filters_come_from_the_registry(api: Api) -> None:
+    """The state the ingester keeps answers: offline, silent, low battery, not worn."""
+    for device_id, kind in (
+        ("w1", "wristband"),
+        ("w2", "wristband"),
+        ("w3", "wristband"),
+        ("b1", "bin"),
+    ):
+        api.request(
+            "admin",
+            "POST",
+            "/devices",
+            json={"id": device_id, "kind": kind, "grid_id": api.ids["grid_a"], "interval_s": 60},
+        )
+    api.request(
+        "admin",
+        "POST",
+        "/devices",
+        json={"id": "w9", "kind": "wristband", "grid_id": api.ids["grid_b"]},
+    )
+    store_states(api)
 
     def ids(who: str, **params: Any) -> list[str]:
         response = api.request(who, "GET", "/status/devices", params=params)
@@ -333,7 +338,11 @@ def test_review_regressions(api: Api) -> None:
         headers={"Authorization": f"Bearer {api.token('li')}", "Content-Type": "application/json"},
     )
     assert nan.status_code == 422
-    # A grid with no workers, a user of a missing community, an absurd id.
+    organisation_regressions(api)
+
+
+def organisation_regressions(api: Api) -> None:
+    """A grid with no workers, a user of a missing community, an absurd id, a new resident."""
     assert (
         api.request(
             "admin", "POST", "/grids", json={"community_id": api.ids["community"], "name": "空网格"}

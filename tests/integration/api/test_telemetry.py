@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from carewatch.localstack import InfluxDB
 from core.influx import InfluxClient
 from devices.tables import DeviceBinding
 from tests.integration.api.conftest import Api
 from tests.integration.api.test_registry_api import resident
+from tests.support.servers import InfluxDB
 
 
 def write_points(influx: InfluxDB, database: str, lines: list[str]) -> None:

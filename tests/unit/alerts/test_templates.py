@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts.templates import Audience, Kind, Lang, MessageContext, digest, render, sms_length
+from alerts.templates import Audience, Lang, MessageContext, MessageKind, digest, render, sms_length
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 AT = int(datetime(2025, 6, 12, 14, 32, tzinfo=SHANGHAI).timestamp() * 1000)
@@ -52,7 +52,7 @@ BIN_RULES = {"bin_full", "bin_full_soon", "bin_fire", "lid_jam", "sorting_accura
 FALL = MessageContext(
     rule="fall",
     severity="critical",
-    kind=Kind.RAISED,
+    kind=MessageKind.RAISED,
     at_ms=AT,
     resident_name="张建国",
     gender="男",
@@ -67,7 +67,7 @@ ISSUE_TEXT = (
 )
 
 
-def rich(rule: str, kind: Kind, **changes: object) -> MessageContext:
+def rich(rule: str, kind: MessageKind, **changes: object) -> MessageContext:
     """A context with everything filled in, long where the registry allows it."""
     severity, value, limit = RULES.get(rule, ("warning", 3.5, None))
     subject: dict[str, object] = (
@@ -100,7 +100,7 @@ def rich(rule: str, kind: Kind, **changes: object) -> MessageContext:
             if rule not in BIN_RULES
             else f"已到场，联系{PHONE}"
         )
-        if kind in (Kind.ACKNOWLEDGED, Kind.RESOLVED)
+        if kind in (MessageKind.ACKNOWLEDGED, MessageKind.RESOLVED)
         else None,
         ack_url=URL,
         waited_min=15,
@@ -173,51 +173,56 @@ def test_fall_for_each_audience(audience: Audience, lang: Lang, body: str) -> No
     ("changes", "audience", "body"),
     [
         (
-            {"kind": Kind.REMINDER, "waited_min": 10},
+            {"kind": MessageKind.REMINDER, "waited_min": 10},
             Audience.FAMILY,
             "【紧急】再次提醒：张大爷（幸福小区3栋201）疑似跌倒（14:32），10分钟内尚无人确认。"
             "请立即联系。",
         ),
         (
-            {"kind": Kind.ESCALATED, "waited_min": 15},
+            {"kind": MessageKind.ESCALATED, "waited_min": 15},
             Audience.SUPERVISOR,
             "【紧急】已升级：15分钟内无人确认。张建国（幸福小区3栋201室）疑似跌倒，14:32。"
             "请立即安排人员处置；已通知网格员王芳。",
         ),
         (
-            {"kind": Kind.ESCALATED, "grouped_rules": ("inactivity",)},
+            {"kind": MessageKind.ESCALATED, "grouped_rules": ("inactivity",)},
             Audience.DUTY,
             "【紧急】已升级：尚无人确认。张建国（幸福小区3栋201室）疑似跌倒及长时间未活动，14:32。"
             "请立即安排人员处置；已通知网格员王芳。",
         ),
         (
-            {"kind": Kind.UPDATED, "rule": "news2", "value": 7},
+            {"kind": MessageKind.UPDATED, "rule": "news2", "value": 7},
             Audience.FAMILY,
             "【紧急】情况加重：张大爷（幸福小区3栋201）预警评分偏高（7分），14:32。"
             "请立即联系；网格员王芳已同时收到通知。",
         ),
         (
-            {"kind": Kind.ACKNOWLEDGED, "acked_by": "王芳", "note": "正在上门"},
+            {"kind": MessageKind.ACKNOWLEDGED, "acked_by": "王芳", "note": "正在上门"},
             Audience.FAMILY,
             "【通知】王芳已确认（14:32）：张大爷（幸福小区3栋201）疑似跌倒。说明：正在上门。",
         ),
         (
-            {"kind": Kind.RESOLVED, "acked_by": "王芳", "note": "无大碍。"},
+            {"kind": MessageKind.RESOLVED, "acked_by": "王芳", "note": "无大碍。"},
             Audience.FAMILY,
             "【通知】王芳已处理（14:32）：张大爷（幸福小区3栋201）疑似跌倒。说明：无大碍。",
         ),
         (
-            {"kind": Kind.RESOLVED, "rule": "hr_high", "severity": "warning", "value": 104},
+            {"kind": MessageKind.RESOLVED, "rule": "hr_high", "severity": "warning", "value": 104},
             Audience.FAMILY,
             "【通知】已恢复（14:32）：张大爷（幸福小区3栋201）心率持续过高。",  # not the 104
         ),
         (
-            {"kind": Kind.RESOLVED, "rule": "hr_high", "severity": "warning", "flapping": True},
+            {
+                "kind": MessageKind.RESOLVED,
+                "rule": "hr_high",
+                "severity": "warning",
+                "flapping": True,
+            },
             Audience.WORKER,
             "【通知】已恢复（14:32）：张建国（幸福小区3栋201室）心率持续过高。近期反复出现。",
         ),
         (
-            {"kind": Kind.ACKNOWLEDGED, "acked_by": "王芳"},
+            {"kind": MessageKind.ACKNOWLEDGED, "acked_by": "王芳"},
             Audience.FAMILY,
             "【通知】王芳已确认（14:32）：张大爷（幸福小区3栋201）疑似跌倒。",  # no ack link
         ),
@@ -225,7 +230,7 @@ def test_fall_for_each_audience(audience: Audience, lang: Lang, body: str) -> No
 )
 def test_kinds(changes: dict[str, object], audience: Audience, body: str) -> None:
     ctx = replace(FALL, **changes)  # type: ignore[arg-type]
-    if ctx.kind is Kind.ACKNOWLEDGED:
+    if ctx.kind is MessageKind.ACKNOWLEDGED:
         ctx = replace(ctx, ack_url=URL)
     assert render(ctx, audience)[1] == body
 
@@ -234,26 +239,26 @@ def test_kinds(changes: dict[str, object], audience: Audience, body: str) -> Non
     ("changes", "lang", "title", "body"),
     [
         (
-            {"kind": Kind.REMINDER, "waited_min": 10},
+            {"kind": MessageKind.REMINDER, "waited_min": 10},
             Lang.EN,
             "[URGENT] Reminder: possible fall, 张建国",
             "[URGENT] Reminder: possible fall, 张建国 (幸福小区 3-201), 14:32; "
             "not acknowledged for 10 min. Please call them now.",
         ),
         (
-            {"kind": Kind.ACKNOWLEDGED, "acked_by": "王芳"},
+            {"kind": MessageKind.ACKNOWLEDGED, "acked_by": "王芳"},
             Lang.EN,
             "[Notice] Acknowledged by 王芳: possible fall, 张建国",
             "[Notice] Acknowledged by 王芳 at 14:32: possible fall, 张建国 (幸福小区 3-201).",
         ),
         (
-            {"kind": Kind.RESOLVED},
+            {"kind": MessageKind.RESOLVED},
             Lang.EN,
             "[Notice] Cleared: possible fall, 张建国",
             "[Notice] Cleared at 14:32: possible fall, 张建国 (幸福小区 3-201).",
         ),
         (
-            {"kind": Kind.RESOLVED},
+            {"kind": MessageKind.RESOLVED},
             Lang.ZH,
             "【通知】已恢复：张大爷疑似跌倒",
             "【通知】已恢复（14:32）：张大爷（幸福小区3栋201）疑似跌倒。",
@@ -271,12 +276,14 @@ def test_titles_and_english(changes: dict[str, object], lang: Lang, title: str, 
 @pytest.mark.parametrize("rule", [*RULES, "rule_from_the_future"])
 @pytest.mark.parametrize("audience", list(Audience))
 def test_every_rule_renders_within_its_length(rule: str, audience: Audience) -> None:
-    problems: list[tuple[Lang, Kind, int, str]] = []
-    for lang, kind, ack in itertools.product(Lang, Kind, ({}, {"ack_url": None, "ack_code": "1"})):
+    problems: list[tuple[Lang, MessageKind, int, str]] = []
+    for lang, kind, ack in itertools.product(
+        Lang, MessageKind, ({}, {"ack_url": None, "ack_code": "1"})
+    ):
         ctx = rich(rule, kind, **ack)
         title, body = render(ctx, audience, lang)
         assert title and body and "None" not in title + body
-        if kind is Kind.NOTICE:
+        if kind is MessageKind.NOTICE:
             continue  # a supervisor's own text, never cut: its length is theirs
         # Chinese: a family one segment before the link and two in all, others two; English three.
         if audience is Audience.FAMILY and lang is Lang.ZH:
@@ -291,7 +298,7 @@ def test_every_rule_renders_within_its_length(rule: str, audience: Audience) -> 
 @pytest.mark.parametrize("rule", list(RULES))
 def test_every_rule_has_its_own_phrase(rule: str) -> None:
     for lang in Lang:
-        body = render(rich(rule, Kind.RAISED, ack_url=None), Audience.WORKER, lang)[1]
+        body = render(rich(rule, MessageKind.RAISED, ack_url=None), Audience.WORKER, lang)[1]
         assert "出现异常" not in body and "alert (" not in body
 
 
@@ -522,21 +529,21 @@ def test_health_notes_reach_workers_only_and_shortened() -> None:
 @pytest.mark.parametrize("rule", [*RULES, "rule_from_the_future"])
 def test_group_never_shows_name_phone_notes_or_room(rule: str) -> None:
     for lang in Lang:
-        for kind in Kind:
+        for kind in MessageKind:
             title, body = render(rich(rule, kind), Audience.GROUP, lang)
             text = title + body
             assert "张建国" not in text and PHONE not in text
             assert "高血压" not in text and "1502" not in text and "单元" not in text
             assert "Unit" not in text and "Room" not in text
-            if rule not in BIN_RULES and kind is not Kind.NOTICE:
+            if rule not in BIN_RULES and kind is not MessageKind.NOTICE:
                 assert "张**" in title and "张**" in body
 
 
 def test_group_notice_masks_the_residents_to_check() -> None:
-    body = render(rich("fall", Kind.NOTICE), Audience.GROUP)[1]
+    body = render(rich("fall", MessageKind.NOTICE), Audience.GROUP)[1]
     assert "张**、李**、王**、欧**" in body and "138****8000" in body
     labels = ("张建国（12栋1502）", "李秀英(12栋301)")
-    body = render(rich("fall", Kind.NOTICE, residents_to_check=labels), Audience.GROUP)[1]
+    body = render(rich("fall", MessageKind.NOTICE, residents_to_check=labels), Audience.GROUP)[1]
     assert "张**、李**。" in body and "1502" not in body and "301" not in body
 
 
@@ -556,7 +563,7 @@ def test_group_notice_masks_the_residents_to_check() -> None:
     ],
 )
 def test_notice_to_family_names_no_other_resident(text: str, body: str) -> None:
-    ctx = rich("fall", Kind.NOTICE, ack_url=None, ack_code=None, notice_text=text)
+    ctx = rich("fall", MessageKind.NOTICE, ack_url=None, ack_code=None, notice_text=text)
     assert render(ctx, Audience.FAMILY) == ("【紧急】暴雨橙色预警", body)
     assert not {"李秀英", "王桂兰", "欧阳明"} & set(re.findall(r"[\u4e00-\u9fff]{3}", body))
     for other in ("李秀英", "王桂兰", "欧阳明"):
@@ -564,7 +571,7 @@ def test_notice_to_family_names_no_other_resident(text: str, body: str) -> None:
 
 
 def test_notice_to_workers_lists_residents() -> None:
-    ctx = rich("fall", Kind.NOTICE, severity="warning", building=None, ack_code=None)
+    ctx = rich("fall", MessageKind.NOTICE, severity="warning", building=None, ack_code=None)
     assert render(ctx, Audience.WORKER)[1] == (
         "【提醒】暴雨橙色预警（幸福家园第二社区）：今晚到明早有大暴雨，请提醒独居老人关好门窗、"
         f"不要外出。值班电话{PHONE}。请逐一确认平安（4人）：张建国、李秀英、王桂兰、欧阳明。"
@@ -615,7 +622,7 @@ DIGEST = [
     MessageContext(
         rule="bin_full_soon",
         severity="info",
-        kind=Kind.RAISED,
+        kind=MessageKind.RAISED,
         at_ms=AT,
         community="幸福小区",
         building="3栋",
@@ -626,7 +633,7 @@ DIGEST = [
     MessageContext(
         rule="sorting_accuracy",
         severity="info",
-        kind=Kind.RAISED,
+        kind=MessageKind.RAISED,
         at_ms=AT - 3_600_000,
         community="幸福小区",
         building="5栋",
@@ -636,7 +643,7 @@ DIGEST = [
     MessageContext(
         rule="bin_full_soon",
         severity="info",
-        kind=Kind.RESOLVED,
+        kind=MessageKind.RESOLVED,
         at_ms=AT + 600_000,
         community="幸福小区",
         building="4栋",
@@ -645,7 +652,7 @@ DIGEST = [
     MessageContext(
         rule="baseline_hr",
         severity="info",
-        kind=Kind.RAISED,
+        kind=MessageKind.RAISED,
         at_ms=AT - 7_200_000,
         resident_name="李秀英",
         gender="女",

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from protocol.models import Kind
-from rules.config import DEFAULT_FILE, Limits, RulesError, Threshold, load_rules, parse_rules
+from rules.config import DEFAULT_FILE, Limits, Threshold, load_rules, parse_rules
 from rules.context import Profile, build_contexts
+from rules.exceptions import RulesError, RulesFileError
 
 
 def threshold(limits: Limits, name: str) -> Threshold:
@@ -122,7 +123,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("case", "overrides", "message"), BAD, ids=[c for c, _, _ in BAD])
 def test_errors_name_the_key(case: str, overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(RulesError) as info:
+    with pytest.raises(RulesFileError) as info:
         parse_rules(overrides, "site.toml")
     text = str(info.value)
     assert text.startswith("site.toml")
@@ -139,11 +140,12 @@ def test_load_rules_file(tmp_path: Path) -> None:
 
 
 def test_load_rules_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(RulesError, match="cannot read the rules file"):
+    assert issubclass(RulesFileError, RulesError)  # callers catch the package's root
+    with pytest.raises(RulesFileError, match="cannot read the rules file"):
         load_rules(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("[threshold\n", encoding="utf-8")
-    with pytest.raises(RulesError, match=r"broken\.toml: not valid TOML"):
+    with pytest.raises(RulesFileError, match=r"broken\.toml: not valid TOML"):
         load_rules(broken)
 
 

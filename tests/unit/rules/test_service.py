@@ -160,3 +160,40 @@ def test_the_finding_log_is_json_lines_read_back_whole(tmp_path: Path) -> None:
         assert (finding.rule, finding.subject, finding.latched) == ("fall", "w1", True)
 
     asyncio.run(run())
+
+
+METRICS = """\
+# HELP carewatch_rules_readings_total Readings judged.
+# TYPE carewatch_rules_readings_total counter
+carewatch_rules_readings_total 4
+# HELP carewatch_rules_late_total Readings older than the lateness tolerance.
+# TYPE carewatch_rules_late_total counter
+carewatch_rules_late_total 1
+# HELP carewatch_rules_duplicates_total Repeated events dropped.
+# TYPE carewatch_rules_duplicates_total counter
+carewatch_rules_duplicates_total 1
+# HELP carewatch_rules_inhibited_total Readings whose vitals were not judged.
+# TYPE carewatch_rules_inhibited_total counter
+carewatch_rules_inhibited_total 0
+# HELP carewatch_rules_sink_errors_total Failed attempts to hand findings on.
+# TYPE carewatch_rules_sink_errors_total counter
+carewatch_rules_sink_errors_total 0
+# HELP carewatch_rules_devices Devices with rule state in this worker.
+# TYPE carewatch_rules_devices gauge
+carewatch_rules_devices 1
+# HELP carewatch_rules_findings_total Findings produced, by rule.
+# TYPE carewatch_rules_findings_total counter
+carewatch_rules_findings_total{rule="fall"} 1
+"""
+
+
+def test_metrics_in_the_prometheus_text_format(tmp_path: Path) -> None:
+    async def run() -> None:
+        service = RuleService(settings(tmp_path), [ListSink()], clock=Clock())
+        await judge(service, fall("w1", T0))
+        await judge(service, fall("w1", T0))  # a redelivery
+        await judge(service, hr("w1", T0, 70))
+        await judge(service, hr("w1", T0 - 3_600_000, 70))  # older than the tolerance
+        assert service.render_prometheus() == METRICS
+
+    asyncio.run(run())

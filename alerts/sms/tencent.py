@@ -1,22 +1,6 @@
-"""Tencent Cloud SMS `SendSms` (API 3.0, version 2021-01-11) as an apprise notification plugin.
+"""Tencent Cloud SMS `SendSms` (API 3.0) as an apprise plugin: TC3 signing, request, reply.
 
-URL::
-
-    tencentsms://SecretId:SecretKey@SdkAppId/SignName/TemplateId/PHONE[/PHONE...]
-        ?region=ap-guangzhou&title=no&maxlen=&endpoint=https://...
-
-* SdkAppId is the SMS application id (`1400...`), SignName the approved 签名
-  (raw or percent-encoded), TemplateId the approved template id (digits).
-* PHONE: an 11-digit mainland mobile (sent as `+8613800138000`), or `+<country><number>`.
-* The template's `{1}` gets the message; with `title=yes` `{1}` gets the title and
-  `{2}` the message, otherwise the title is put in front of the message. `maxlen`
-  cuts each variable; `region` is X-TC-Region (default `ap-guangzhou`); `endpoint`
-  replaces `https://sms.tencentcloudapi.com/` (tests point it at a local server).
-
-Requests are POSTed as JSON and signed with TC3-HMAC-SHA256 over the headers
-content-type, host and x-tc-action. A reply with `Response.Error`, or with any
-`SendStatusSet` entry whose `Code` is not `Ok`, is a failure (Tencent answers
-HTTP 200 to both).
+URL, options and signing: docs/alerts.md, "Channels".
 """
 
 from __future__ import annotations
@@ -30,20 +14,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from apprise import NotifyType
-from apprise.plugins.base import NotifyBase
 
-from alerts.sms_aliyun import (
+from alerts.sms.base import (
+    SmsPlugin,
     SmsUrlError,
-    e164_mobile,
-    endpoint_url,
-    mask_phone,
-    path_segments,
-    positive_int,
+    flag,
+    join_title,
+    mask_number,
     shown,
+    transient_status,
     truncate,
 )
 
@@ -72,7 +55,16 @@ API_VERSION: Final = "2021-01-11"
 ALGORITHM: Final = "TC3-HMAC-SHA256"
 CONTENT_TYPE: Final = "application/json; charset=utf-8"
 _DIGITS = re.compile(r"^\d+$")
-_TITLE_JOIN: Final = "："
+# Codes of a busy or broken provider, or of a short-term frequency limit: worth another
+# try. Any other code (signature, template, number, a daily limit) will not change by retrying.
+_TRANSIENT_CODES: Final = (
+    "InternalError",
+    "RequestLimitExceeded",
+    "ResourceUnavailable",
+    "LimitExceeded.DeliveryFrequencyLimit",
+    "LimitExceeded.PhoneNumberThirtySecondLimit",
+    "LimitExceeded.PhoneNumberOneHourLimit",
+)
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -187,11 +179,12 @@ def request_headers(
 
 @dataclass(frozen=True, slots=True)
 class TencentReply:
-    """What one SendSms reply means: accepted phones, and why the others were not."""
+    """What one SendSms reply means: accepted phones, why the others were not, retry or not."""
 
     ok: bool
     detail: str
     accepted: tuple[str, ...] = ()
+    recoverable: bool = True
 
 
 def parse_reply(status: int, text: str) -> TencentReply:
@@ -202,48 +195,50 @@ def parse_reply(status: int, text: str) -> TencentReply:
         data = None
     response = data.get("Response") if isinstance(data, dict) else None
     if not isinstance(response, dict):
-        return TencentReply(False, f"HTTP {status}, not a Tencent Cloud reply: {text[:120]!r}")
+        detail = f"HTTP {status}, not a Tencent Cloud reply: {text[:120]!r}"
+        return TencentReply(False, detail, recoverable=transient_status(status))
     request_id = str(response.get("RequestId", ""))
     error = response.get("Error")
     if isinstance(error, dict):
-        return TencentReply(
-            False,
-            f"{error.get('Code', 'no Code')} ({str(error.get('Message', ''))[:200]}), "
-            f"HTTP {status}, RequestId={request_id}",
+        code = str(error.get("Code", "no Code"))
+        detail = (
+            f"{code} ({str(error.get('Message', ''))[:200]}), HTTP {status}, RequestId={request_id}"
         )
+        recoverable = transient_status(status) or code.startswith(_TRANSIENT_CODES)
+        return TencentReply(False, detail, recoverable=recoverable)
     if not 200 <= status < 300:
-        return TencentReply(False, f"HTTP {status}, RequestId={request_id}")
-    entries = response.get("SendStatusSet")
+        return TencentReply(
+            False, f"HTTP {status}, RequestId={request_id}", recoverable=transient_status(status)
+        )
+    return _send_status(response.get("SendStatusSet"), request_id)
+
+
+def _send_status(entries: object, request_id: str) -> TencentReply:
+    """The reply's per-phone verdicts: ok only if every phone was accepted."""
     if not isinstance(entries, list) or not entries:
         return TencentReply(False, f"no SendStatusSet in the reply, RequestId={request_id}")
     accepted: list[str] = []
     problems: list[str] = []
+    recoverable = True
     for entry in entries:
         if not isinstance(entry, dict):
             problems.append(f"unreadable entry {entry!r:.60}")
             continue
         phone = str(entry.get("PhoneNumber", ""))
-        if entry.get("Code") == "Ok":
+        code = str(entry.get("Code", "no Code"))
+        if code == "Ok":
             accepted.append(phone)
-        else:
-            problems.append(
-                f"{mask_phone(phone)}: {entry.get('Code', 'no Code')} "
-                f"({str(entry.get('Message', ''))[:120]})"
-            )
+            continue
+        recoverable = recoverable and code.startswith(_TRANSIENT_CODES)
+        problems.append(f"{mask_number(phone)}: {code} ({str(entry.get('Message', ''))[:120]})")
     if problems:
         detail = "; ".join(problems) + f", RequestId={request_id}"
-        return TencentReply(False, detail, tuple(accepted))
+        return TencentReply(False, detail, tuple(accepted), recoverable)
     return TencentReply(True, f"RequestId={request_id}", tuple(accepted))
 
 
-class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
-    """Tencent Cloud SMS for apprise.
-
-    A NotifyBase subclass in apprise's plugin registry rather than an
-    `@notify(on=...)` function, for the reasons given on `NotifyAliyunSMS`: the
-    URL is parsed and checked when it is added, and `url()` masks the key and
-    the numbers. `send()` runs synchronously in apprise's worker thread.
-    """
+class NotifyTencentSMS(SmsPlugin):  # type: ignore[no-untyped-call]
+    """Tencent Cloud SMS for apprise: one SendSms request carries every phone."""
 
     # apprise's base classes declare these as None
     service_name = "Tencent Cloud SMS"  # type: ignore[assignment]
@@ -252,8 +247,10 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
     templates = (  # type: ignore[assignment]
         "{schema}://{user}:{password}@{sdk_app_id}/{sign_name}/{template}/{targets}",
     )
-    title_maxlen = 250
-    body_maxlen = 1000
+    default_endpoint = DEFAULT_ENDPOINT
+    credentials_hint = "SecretId:SecretKey@ before the SdkAppId"
+    phones_hint = "after the TemplateId"
+    url_options = ("region", "title", "maxlen", "endpoint")
 
     def __init__(
         self,
@@ -266,10 +263,7 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
         endpoint: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
-        if not (self.user and self.password):
-            msg = "Tencent Cloud SMS needs SecretId:SecretKey@ before the SdkAppId"
-            raise SmsUrlError(msg)
+        super().__init__(**kwargs)
         if not self.host or not _DIGITS.match(self.host):
             msg = "Tencent Cloud SMS needs the numeric SdkAppId as the host part"
             raise SmsUrlError(msg)
@@ -285,23 +279,12 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
         self.sign_name = sign_name
         self.template = template
         self.region = region or DEFAULT_REGION
-        self.title_param = _flag(title)
-        self.maxlen = positive_int(maxlen, "maxlen")
-        self.endpoint = endpoint_url(endpoint or DEFAULT_ENDPOINT)
-        try:
-            self.phones = [e164_mobile(t) for t in targets or []]
-        except ValueError as exc:
-            raise SmsUrlError(f"Tencent Cloud SMS: {exc}") from exc
-        if not self.phones:
-            msg = "Tencent Cloud SMS needs at least one phone number after the TemplateId"
-            raise SmsUrlError(msg)
+        self.title_param = flag(title)
+        self.set_targets(targets, maxlen, endpoint)
 
     def template_values(self, title: str, body: str) -> list[str]:
         """TemplateParamSet: `[message]`, or `[title, message]` with `title=yes`."""
-        if self.title_param:
-            values = [title, body]
-        else:
-            values = [f"{title}{_TITLE_JOIN}{body}" if title else body]
+        values = [title, body] if self.title_param else [join_title(title, body)]
         return [truncate(v, self.maxlen) for v in values]
 
     def send(
@@ -312,6 +295,7 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
         **kwargs: Any,
     ) -> bool:
         """One SendSms request for every phone not yet accepted; True if all were."""
+        self.failure_recoverable = True
         phones = [p for p in self.phones if not self.is_delivered(p)]
         if not phones:
             return True
@@ -330,15 +314,9 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
             payload=payload,
             timestamp=int(time.time()),
         )
-        shown_phones = ", ".join(mask_phone(p) for p in phones)
+        shown_phones = ", ".join(mask_number(p) for p in phones)
         try:
-            with httpx.Client(
-                timeout=httpx.Timeout(
-                    self.socket_read_timeout, connect=self.socket_connect_timeout
-                ),
-                verify=self.verify_certificate,
-                follow_redirects=False,
-            ) as client:
+            with self.http_client() as client:
                 response = client.post(self.endpoint, content=payload, headers=headers)
         except httpx.HTTPError as exc:
             self.logger.warning(
@@ -351,21 +329,13 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
         if reply.ok:
             self.logger.info("Tencent Cloud SMS to %s: %s", shown_phones, reply.detail)
         else:
+            self.failure_recoverable = reply.recoverable
             self.logger.warning("Tencent Cloud SMS to %s: %s", shown_phones, reply.detail)
         return reply.ok
 
     def url(self, privacy: bool = False, *args: Any, **kwargs: Any) -> str:
         """The URL back, with the key and the phone numbers masked under privacy."""
-        params: dict[str, str] = {
-            "region": self.region,
-            "title": "yes" if self.title_param else "no",
-        }
-        if self.maxlen is not None:
-            params["maxlen"] = str(self.maxlen)
-        if self.endpoint != DEFAULT_ENDPOINT:
-            params["endpoint"] = self.endpoint
-        params.update(self.url_parameters(*args, privacy=privacy, **kwargs))
-        phones = [mask_phone(p) if privacy else p for p in self.phones]
+        params = {"region": self.region, "title": "yes" if self.title_param else "no"}
         return "{schema}://{user}:{secret}@{app}/{sign}/{template}/{phones}?{query}".format(
             schema=SCHEME,
             user=shown(self.secret_id, privacy),
@@ -373,8 +343,8 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
             app=self.sdk_app_id,
             sign=quote(self.sign_name, safe=""),
             template=self.template,
-            phones="/".join(quote(p, safe="*") for p in phones),
-            query=urlencode(params),
+            phones=self.url_phones(privacy),
+            query=self.url_query(params, privacy, *args, **kwargs),
         )
 
     @property
@@ -385,26 +355,11 @@ class NotifyTencentSMS(NotifyBase):  # type: ignore[no-untyped-call]
     def __len__(self) -> int:
         return 1  # one request carries every phone
 
-    @staticmethod
-    def parse_url(  # type: ignore[override]  # NotifyBase narrows URLBase's signature too
-        url: str, verify_host: bool = False, plus_to_space: bool = False
-    ) -> dict[str, Any] | None:
-        """Split the URL into keyword arguments for `__init__`."""
-        results = NotifyBase.parse_url(url, verify_host=False, plus_to_space=plus_to_space)
-        if not results:
-            return results
-        parts = path_segments(results["fullpath"])
-        results["sign_name"] = parts[0] if parts else None
-        results["template"] = parts[1] if len(parts) > 1 else None
-        results["targets"] = parts[2:]
-        query: dict[str, str] = results["qsd"]  # apprise has decoded these already
-        for name in ("region", "title", "maxlen", "endpoint"):
-            if query.get(name):
-                results[name] = query[name]
-        return results
-
-
-def _flag(value: str | bool | None) -> bool:
-    if isinstance(value, bool):
-        return value
-    return (value or "").strip().lower() in ("yes", "y", "true", "1", "on")
+    @classmethod
+    def path_fields(cls, parts: list[str]) -> dict[str, Any]:
+        """`SdkAppId` is the host; the path is the sign name, the template id, the phones."""
+        return {
+            "sign_name": parts[0] if parts else None,
+            "template": parts[1] if len(parts) > 1 else None,
+            "targets": parts[2:],
+        }

@@ -1,16 +1,6 @@
 """Device MQTT credentials on a running broker, through Mosquitto's dynamic security plugin.
 
-The API calls a `BrokerProvisioner` when an administrator registers, revokes
-or restores a device. `DynsecProvisioner` sends JSON commands to
-`$CONTROL/dynamic-security/v1` as the `carewatch-admin` account and reads the
-answers on `.../response`, so the broker applies them at once, without a
-restart or reload, also when it runs in another container. Every aiomqtt call
-of the project's provisioning lives in this module.
-
-Each device gets its own client (username = device id) and its own role
-(`cw:device:<id>`, publish and subscribe under `cw/v1/+/<id>/#`): Mosquitto
-2.0's dynsec does not substitute `%u` in ACLs. Revoking disables the client,
-which makes the broker refuse new connections and drop a live one.
+Every aiomqtt call of the registry lives here; how it works: docs/registry.md (broker provisioning).
 """
 
 from __future__ import annotations
@@ -29,14 +19,14 @@ from typing import Any, Final, Protocol, Self
 import aiomqtt
 
 from core.settings import MqttTarget
-from devices.dynsec_bootstrap import (
+from devices.broker.dynsec_bootstrap import (
     CONTROL_TOPIC,
     RESPONSE_TOPIC,
-    DynsecConfigError,
     check_device_id,
     device_acls,
     device_role,
 )
+from devices.exceptions import DynsecConfigError, ProvisioningError
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",
@@ -57,10 +47,6 @@ _ROLE_EXISTS: Final = "Role already exists"
 _CLIENT_EXISTS: Final = "Client already exists"
 _CLIENT_NOT_FOUND: Final = "Client not found"
 _ACL_EXISTS: Final = "ACL with this topic already exists"
-
-
-class ProvisioningError(Exception):
-    """The broker did not take a provisioning command; the message says what to do."""
 
 
 class BrokerProvisioner(Protocol):
@@ -305,7 +291,7 @@ class DynsecProvisioner:
             if any(getattr(code, "is_failure", False) for code in granted):
                 msg = (
                     f"account {target.username!r} may not subscribe to {RESPONSE_TOPIC}: "
-                    f"give it the admin role (devices/dynsec_bootstrap.py); {_SEE}"
+                    f"give it the admin role (devices/broker/dynsec_bootstrap.py); {_SEE}"
                 )
                 raise ProvisioningError(msg)
             yield client

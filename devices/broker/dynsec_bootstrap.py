@@ -1,20 +1,6 @@
 """The dynamic-security plugin's config file: accounts, roles and ACLs the broker starts with.
 
-Mosquitto's dynamic security plugin (`plugin_opt_config_file`) keeps every
-account, role and ACL in one JSON file. It reads the file once at start and
-rewrites it after each change made over `$CONTROL/dynamic-security/v1`, so
-this module writes it only while the broker is stopped: before the first start
-(localstack, docker compose's init service) or to rotate the fixed accounts.
-
-Writing merges: the accounts and roles this project owns (`carewatch-admin`,
-`carewatch`, `loadgen`) are replaced, every other client, role and group, such
-as the devices provisioned at runtime, is kept.
-
-Command line (run before the broker starts)::
-
-    CAREWATCH_MQTT_ADMIN_PASSWORD=... CAREWATCH_MQTT_PASSWORD=... \\
-    [LOADGEN_MQTT_PASSWORD=...] [MQTT_DEV_DEVICES="wb-0001:pw1 bin-0001:pw2"] \\
-    python -m devices.dynsec_bootstrap /mosquitto/config/dynamic-security.json --owner 1883:1883
+Written only while the broker is stopped; see docs/registry.md (the dynsec bootstrap).
 """
 
 from __future__ import annotations
@@ -31,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from devices.exceptions import DynsecConfigError
 from protocol.topics import DEVICE_ID_RE
 
 __all__ = [
@@ -84,10 +71,6 @@ _DEFAULT_ACL_ACCESS: Final = {
 }
 
 _PLUGIN_NAME: Final = "mosquitto_dynamic_security.so"
-
-
-class DynsecConfigError(Exception):
-    """The dynamic-security config cannot be written; the message says what to fix."""
 
 
 def _acl(acltype: str, topic: str) -> dict[str, Any]:
@@ -302,7 +285,7 @@ def _parse_owner(text: str) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write or update the config file from environment variables; 0 on success."""
     parser = argparse.ArgumentParser(
-        prog="python -m devices.dynsec_bootstrap",
+        prog="python -m devices.broker.dynsec_bootstrap",
         description="Write Mosquitto's dynamic-security config (run while the broker is stopped).",
     )
     parser.add_argument("path", type=Path, help="plugin_opt_config_file of the broker")

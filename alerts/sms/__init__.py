@@ -1,0 +1,1 @@
+"""SMS providers as apprise plugins: Aliyun and Tencent Cloud, over one shared base."""
