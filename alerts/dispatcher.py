@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts import decisions
@@ -116,27 +116,42 @@ class Dispatcher:
 
     async def _send_due(self) -> int:
         now = self.clock()
+        # Critical alerts' messages first: a fall is not queued behind a burst of warnings.
+        rank = case((Alert.severity == "critical", 0), (Alert.severity == "warning", 1), else_=2)
         async with self.database.sessions() as session, session.begin():
             due = (
                 await session.scalars(
-                    select(Notification)
+                    select(Notification.id)
+                    .outerjoin(Alert, Alert.id == Notification.alert_id)
                     .where(Notification.state == "pending", Notification.due_at <= now)
-                    .order_by(Notification.due_at, Notification.id)
+                    .order_by(rank, Notification.due_at, Notification.id)
                     .limit(_BATCH)
                 )
             ).all()
-            claimed = []
-            for row in due:
-                result = await session.execute(
+            if not due:
+                return 0  # no write, so no lock on the database for nothing
+            # One claim for the batch; `state == pending` keeps two workers from both taking one.
+            rows = (
+                await session.execute(
                     update(Notification)
-                    .where(Notification.id == row.id, Notification.state == "pending")
+                    .where(Notification.id.in_(due), Notification.state == "pending")
                     .values(state="sending", attempts=Notification.attempts + 1)
+                    .returning(
+                        Notification.id,
+                        Notification.channel,
+                        Notification.target,
+                        Notification.title,
+                        Notification.body,
+                        Notification.attempts,
+                    )
                     .execution_options(synchronize_session=False)
                 )
-                if getattr(result, "rowcount", 0) == 1:
-                    claimed.append(
-                        (row.id, row.channel, row.target, row.title, row.body, row.attempts + 1)
-                    )
+            ).all()
+            order = {row_id: i for i, row_id in enumerate(due)}
+            claimed: list[tuple[int, str, str, str, str, int]] = sorted(
+                ((r.id, r.channel, r.target, r.title, r.body, r.attempts) for r in rows),
+                key=lambda row: order[row[0]],
+            )
         if not claimed:
             return 0
         results = await asyncio.gather(

@@ -13,13 +13,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.channels import Channels, channel_url, check_url
 from alerts.dispatcher import Dispatcher
 from alerts.exceptions import AlertNotFound, ChannelConfigError
 from alerts.lifecycle import AlertBook, utcnow
-from alerts.tables import Alert
+from alerts.tables import Alert, JournalCursor
 from core.db import Database
 from core.influx import InfluxClient
 from core.lineprotocol import field_string, tag_string
@@ -78,8 +79,14 @@ class AlertService:
 
     # -- the rule engine's sink ------------------------------------------------------------
 
-    async def publish(self, findings: list[Finding]) -> None:
-        """Apply findings and queue what they owe, in one transaction, before returning."""
+    async def publish(
+        self, findings: list[Finding], *, cursor: tuple[str, int] | None = None
+    ) -> None:
+        """Apply findings and queue what they owe, in one transaction, before returning.
+
+        `cursor` (reader, journal position) is stored in the same transaction, so a
+        journal reader applies each finding exactly once whatever stops it.
+        """
         now = self.clock()
         changed: list[tuple[str, Alert]] = []
         async with self.database.sessions() as session, session.begin():
@@ -88,9 +95,19 @@ class AlertService:
                 alert = await self.book.apply(session, finding, now)
                 if alert is not None and alert.state != before:
                     changed.append((alert.state if before is not None else "raised", alert))
+            if cursor is not None:
+                await _store_cursor(session, *cursor, now)
         self.applied += len(findings)
         self.dispatcher.wake.set()
         await self._chart(changed, now)
+
+    async def cursor(self, reader: str) -> int:
+        """The last journal position `reader` applied (0 before the first)."""
+        async with self.database.sessions() as session:
+            lsn = await session.scalar(
+                select(JournalCursor.lsn).where(JournalCursor.reader == reader)
+            )
+        return lsn or 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """The dispatcher, until `stop`."""
@@ -193,3 +210,11 @@ async def _get(session: AsyncSession, alert_id: int) -> Alert:
     if alert is None:
         raise AlertNotFound(alert_id)
     return alert
+
+
+async def _store_cursor(session: AsyncSession, reader: str, lsn: int, now: datetime) -> None:
+    row = await session.get(JournalCursor, reader)
+    if row is None:
+        session.add(JournalCursor(reader=reader, lsn=lsn, updated_at=now))
+    else:
+        row.lsn, row.updated_at = lsn, now

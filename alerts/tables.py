@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -146,3 +147,13 @@ class NoticeCheck(Base):
     safe_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_by: Mapped[str | None] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class JournalCursor(Base):
+    """How far a reader of the rule journal got: updated in the transaction it applied."""
+
+    __tablename__ = "journal_cursors"
+
+    reader: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lsn: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,136 +1,162 @@
-"""End-to-end ingest throughput against a plain C subscriber, in the same run.
+"""Ingest throughput as a user runs it: `carewatch ingest` with rules and alerts on, 1,000 bands.
 
-Publishes N messages (default 200,000) from K wristbands at full speed, QoS 1,
-through a real Mosquitto, twice with identical C publishers (`mosquitto_pub -l`):
-once to `mosquitto_sub -q 1` (the raw rate a C subscriber receives) and once
-to `carewatch ingest` (until every point is queryable in InfluxDB). Prints
-both rates, their ratio, the publishers' own rate, and the ingester's peak
-memory. Broker and InfluxDB run on this machine, as in the issue.
+Publishes N messages (default 300,000) from K wristbands (default 1,000), round-robin
+so every band's event time advances together, through a real Mosquitto, at full
+speed, at QoS 1 and QoS 0; each run a fresh `carewatch ingest` process, state folder
+and InfluxDB database. Configurations, in the same run: the defaults (rules and
+alerts on) and rules off, for comparison. `--storm` makes every band cross limits
+at once (SpO2 dips into the low band twice, batteries run down below 15 % and are
+recharged), the moment CareWatch exists for; without it the stream is quiet.
 
-    .venv/bin/python bench/ingest.py [--messages 200000] [--devices 20]
+Prints per run: msg/s until every point is queryable (QoS 1) or until the
+ingester stops receiving (QoS 0), landed/sent, findings journaled, alerts opened,
+how long after the last message the alert side caught up with the journal, and
+the ingester's peak RSS. The fall-to-SMS latency under load is `bench/alerts.py`.
+
+    .venv/bin/python bench/ingest.py [--messages 300000] [--devices 1000] [--storm]
+        [--no-rules] [--qos 1|0|both]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.influx import influx_query
+from core.settings import MqttTarget
+from protocol.codec import clean_connect_packet, publish_qos0_packet
+from simulators.wire import Publisher
 from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.stack import healthy
 from tests.support.waiting import wait_until
 
-
-def make_payloads(folder: Path, devices: int, messages: int, start_ms: int) -> list[Path]:
-    """One file of JSON lines per device; ts unique per device, seq contiguous."""
-    per_device = messages // devices
-    files = []
-    for d in range(devices):
-        path = folder / f"w{d:04d}.jsonl"
-        with path.open("w") as out:
-            for i in range(per_device):
-                out.write(
-                    json.dumps(
-                        {
-                            "ts": start_ms + i,
-                            "seq": i,
-                            "hr": 60 + (i * 7 + d) % 40,
-                            "spo2": 94 + i % 6,
-                            "sbp": 110 + i % 30,
-                            "dbp": 70 + i % 15,
-                            "temp": 36.2 + (i % 8) / 10,
-                            "steps": i,
-                            "battery": 90,
-                            "worn": True,
-                        },
-                        separators=(",", ":"),
-                    )
-                    + "\n"
-                )
-        files.append(path)
-    return files
+STEP_MS = 10_000  # a band reports every 10 s of event time
+LANES = 4  # publisher connections
 
 
-def publish_all(broker: Mosquitto, files: list[Path], tag: str) -> tuple[float, float]:
-    """Run one mosquitto_pub per device at once; return (start, end) monotonic times."""
-    procs = []
-    start = time.monotonic()
-    for path in files:
-        device = path.stem
-        procs.append(
-            subprocess.Popen(
-                [
-                    "mosquitto_pub",
-                    "-h",
-                    HOST,
-                    "-p",
-                    str(broker.port),
-                    "-u",
-                    "loadgen",
-                    "-P",
-                    broker.loadgen_password,
-                    "-i",
-                    f"bench-{tag}-{device}",
-                    "-q",
-                    "1",
-                    "-M",
-                    "1000",
-                    "-t",
-                    f"cw/v1/wristband/{device}/telemetry",
-                    "-l",
-                ],
-                stdin=path.open("rb"),
-            )
-        )
-    for proc in procs:
-        if proc.wait() != 0:
-            raise SystemExit(f"mosquitto_pub failed with {proc.returncode}")
-    return start, time.monotonic()
+@dataclass(frozen=True, slots=True)
+class Config:
+    name: str
+    rules: bool
+    qos: int
 
 
-def bench_c_subscriber(broker: Mosquitto, files: list[Path], total: int) -> dict[str, float]:
-    sub = subprocess.Popen(
-        [
-            "mosquitto_sub",
-            "-h",
-            HOST,
-            "-p",
-            str(broker.port),
-            "-u",
-            "loadgen",
-            "-P",
-            broker.loadgen_password,
-            "-i",
-            "bench-sub",
-            "-q",
-            "1",
-            "-V",
-            "mqttv5",
-            "-t",
-            "cw/v1/wristband/+/telemetry",
-            "-C",
-            str(total),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(1.0)
-    start, published = publish_all(broker, files, "sub")
-    sub.wait(600)
-    end = time.monotonic()
+@dataclass(slots=True)
+class Result:
+    config: Config
+    sent: int
+    landed: int = 0
+    seconds: float = 0.0
+    publish_seconds: float = 0.0
+    findings: int = 0
+    alerts: int = 0
+    alert_catch_up: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.landed / self.seconds if self.seconds else 0.0
+
+
+def reading(d: int, i: int, ts: int, storm: bool) -> dict[str, object]:
+    """Message `i` of band `d`: quiet, or the storm's dips and flat batteries."""
+    spo2 = 95 + (i + d) % 4
+    battery = 90.0
+    if storm:
+        if 30 <= i % 150 < 60:
+            spo2 = 88  # below 90 for 5 minutes: spo2_low, cleared 2 minutes after
+        battery = 100.0 if i >= 200 else max(1.0, 40 - i * 0.25)  # low at i=100, recharged
     return {
-        "rate": total / (end - start),
-        "publish_rate": total / (published - start),
-        "seconds": end - start,
+        "ts": ts,
+        "seq": i,
+        "hr": 62 + (i * 7 + d) % 30,
+        "spo2": spo2,
+        "temp": 36.4 + (i % 5) / 10,
+        "steps": i * 3,
+        "battery": battery,
+        "worn": True,
     }
+
+
+def make_messages(devices: int, total: int, storm: bool) -> list[tuple[str, bytes]]:
+    """(topic, payload), round-robin over the bands; event time ends a minute ago."""
+    per_device = total // devices
+    start = (time.time_ns() // 1_000_000) - (per_device + 6) * STEP_MS
+    out = []
+    for i in range(per_device):
+        ts = start + i * STEP_MS
+        for d in range(devices):
+            body = json.dumps(reading(d, i, ts, storm), separators=(",", ":")).encode()
+            out.append((f"cw/v1/wristband/b{d:05d}/telemetry", body))
+    return out
+
+
+async def publish(broker: Mosquitto, messages: list[tuple[str, bytes]], qos: int) -> float:
+    """Publish everything over LANES connections; return the seconds it took."""
+    target = MqttTarget(
+        host=HOST, port=broker.port, tls=False, username="loadgen", password=broker.loadgen_password
+    )
+    lanes = [messages[i::LANES] for i in range(LANES)]
+    start = time.monotonic()
+    send = _lane_qos1 if qos else _lane_qos0
+    await asyncio.gather(*(send(target, f"bench-{i}", lane) for i, lane in enumerate(lanes)))
+    return time.monotonic() - start
+
+
+async def _lane_qos1(target: MqttTarget, client_id: str, lane: list[tuple[str, bytes]]) -> None:
+    publisher = Publisher(target, client_id, window=20_000, ack_counts=[0])
+    await publisher.connect()
+    topics: dict[str, bytes] = {}
+    position = 0
+    while position < len(lane):
+        if publisher.free() <= 0:
+            publisher.room.clear()
+            await publisher.room.wait()
+            continue
+        batch = lane[position : position + min(256, publisher.free())]
+        position += len(batch)
+        publisher.send([(0, topics.setdefault(t, t.encode()), p) for t, p in batch])
+        await publisher.drain()
+    while publisher.pending:
+        await asyncio.sleep(0.01)
+    await publisher.close()
+
+
+async def _lane_qos0(target: MqttTarget, client_id: str, lane: list[tuple[str, bytes]]) -> None:
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    writer.write(clean_connect_packet(client_id, target.username, target.password, keepalive=60))
+    await reader.read(64)  # CONNACK
+    for position in range(0, len(lane), 256):
+        batch = lane[position : position + 256]
+        writer.write(b"".join(publish_qos0_packet(t, p) for t, p in batch))
+        await writer.drain()
+    writer.write(b"\xe0\x00")  # DISCONNECT, normal
+    await writer.drain()
+    writer.close()
+
+
+def metrics(listen: str) -> dict[str, float]:
+    """The ingester's /metrics as {name: value}, labelled series summed."""
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            name = name.split("{", 1)[0]
+            out[name] = out.get(name, 0.0) + float(value)
+    return out
 
 
 def rss_mb(pid: int) -> float:
@@ -140,69 +166,113 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def bench_ingest(
-    broker: Mosquitto, influx: InfluxDB, files: list[Path], total: int, state: Path
-) -> dict[str, float]:
-    database = "bench"
+def run_one(
+    config: Config,
+    broker: Mosquitto,
+    influx: InfluxDB,
+    messages: list[tuple[str, bytes]],
+    root: Path,
+) -> Result:
+    """One configuration against a fresh ingester, state folder and database."""
+    state = root / f"state-{config.name}-q{config.qos}"
+    listen = f"{HOST}:{free_port()}"
     env = dict(os.environ)
     env.update(
         {
             "CAREWATCH_MQTT_URL": broker.url(),
             "CAREWATCH_INFLUX_URL": influx.url,
-            "CAREWATCH_INFLUX_DATABASE": database,
+            "CAREWATCH_INFLUX_DATABASE": f"bench_{config.name}_q{config.qos}",
             "CAREWATCH_STATE_DIR": str(state),
-            "CAREWATCH_HTTP_LISTEN": f"{HOST}:{free_port()}",
+            "CAREWATCH_HTTP_LISTEN": listen,
             "CAREWATCH_LOG_LEVEL": "WARNING",
+            "CAREWATCH_RULES__ENABLED": "true" if config.rules else "false",
+            "CAREWATCH_INGEST__CLIENT_ID": f"carewatch-bench-{config.name}-q{config.qos}",
         }
     )
     proc = subprocess.Popen([sys.executable, "-m", "carewatch", "ingest"], env=env)
-    metrics_url = f"http://{env['CAREWATCH_HTTP_LISTEN']}/healthz"
-    wait_until(lambda: healthy(env["CAREWATCH_HTTP_LISTEN"]), 30, "the ingester's health check")
-    peak = 0.0
-    cpu_before = cpu_seconds(proc.pid)
-    start, published = publish_all(broker, files, "ingest")
-    peak = max(peak, rss_mb(proc.pid))
+    result = Result(config, len(messages))
+    try:
+        wait_until(lambda: healthy(listen), 60, "the ingester's subscription")
+        start = time.monotonic()
+        result.publish_seconds = asyncio.run(publish(broker, messages, config.qos))
+        published = time.monotonic()
+        result.landed, end = _wait_written(listen, proc.pid, result, len(messages))
+        result.seconds = end - start
+        if config.rules:
+            caught_up = _wait_feed(listen)
+            result.alert_catch_up = max(0.0, caught_up - published)
+            result.findings = int(metrics(listen).get("carewatch_rules_findings_total", 0))
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    if config.rules:
+        with sqlite3.connect(state / "carewatch.db") as db:
+            result.alerts = db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+    return result
 
-    def landed() -> int:
-        series = influx_query(influx.url, database, 'SELECT COUNT("hr") FROM "vitals"')
-        return int(series[0]["values"][0][1]) if series else 0
 
-    deadline = time.monotonic() + 600
-    written = 0
+def _wait_written(listen: str, pid: int, result: Result, total: int) -> tuple[int, float]:
+    """Written points and when the last arrived: all of them, or none new for 3 s (QoS 0)."""
+    written, last_change = 0, time.monotonic()
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        peak = max(peak, rss_mb(proc.pid))
-        with urllib.request.urlopen(metrics_url, timeout=5) as resp:
-            written = json.load(resp)["ingest"]["written"]
-        if written >= total:
+        result.peak_rss_mb = max(result.peak_rss_mb, rss_mb(pid))
+        now_written = int(metrics(listen).get("carewatch_ingest_written_total", 0))
+        if now_written != written:
+            written, last_change = now_written, time.monotonic()
+        if written >= total or time.monotonic() - last_change > 3.0:
             break
         time.sleep(0.05)
-    end = time.monotonic()
-    cpu = cpu_seconds(proc.pid) - cpu_before
-    count = landed()
-    proc.terminate()
-    proc.wait(30)
-    return {
-        "rate": total / (end - start),
-        "publish_rate": total / (published - start),
-        "seconds": end - start,
-        "queryable": count,
-        "peak_rss_mb": peak,
-        "cpu_share": cpu / (end - start),
-    }
+    return written, last_change
+
+
+def _wait_feed(listen: str) -> float:
+    """When the alert side had applied every journal entry (the monotonic time)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if metrics(listen).get("carewatch_alerts_feed_journal_depth", 0) == 0:
+            return time.monotonic()
+        time.sleep(0.1)
+    return time.monotonic()
+
+
+def report(result: Result) -> None:
+    c = result.config
+    publishers = result.sent / result.publish_seconds
+    line = (
+        f"{c.name:<9} QoS {c.qos}  {result.rate:>8,.0f} msg/s  landed {result.landed:,}/"
+        f"{result.sent:,}  ({result.seconds:.1f} s; publishers {publishers:,.0f} msg/s)"
+        f"  RSS {result.peak_rss_mb:.0f} MB"
+    )
+    if c.rules:
+        line += (
+            f"\n{'':<16}findings journaled {result.findings:,}, alerts opened {result.alerts:,},"
+            f" alert side caught up {result.alert_catch_up:.1f} s after the last message"
+        )
+    print(line, flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=300_000)
+    parser.add_argument("--devices", type=int, default=1_000)
+    parser.add_argument("--storm", action="store_true", help="every band crosses limits at once")
+    parser.add_argument("--no-rules", action="store_true", help="only the rules-off configuration")
+    parser.add_argument("--qos", choices=["0", "1", "both"], default="both")
     args = parser.parse_args()
     total = (args.messages // args.devices) * args.devices
+    qos_levels = [1, 0] if args.qos == "both" else [int(args.qos)]
+    configs = [Config("rules-off", False, q) for q in qos_levels]
+    if not args.no_rules:
+        configs = [Config("defaults", True, q) for q in qos_levels] + configs
+    messages = make_messages(args.devices, total, args.storm)
+    stream = "storm: every band crosses limits" if args.storm else "quiet stream"
+    print(
+        f"{total:,} messages from {args.devices:,} wristbands ({stream}), broker and InfluxDB "
+        f"on this machine ({os.cpu_count()} cores)",
+        flush=True,
+    )
+    results = []
     with tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
         root = Path(tmp)
         broker = Mosquitto(root / "mosquitto")
@@ -210,31 +280,19 @@ def main() -> int:
         broker.start()
         influx.start()
         try:
-            start_ms = int(time.time() * 1000) - 3_600_000
-            files = make_payloads(root, args.devices, total, start_ms)
-            print(
-                f"{total} messages from {args.devices} devices, QoS 1, "
-                f"broker and InfluxDB on this machine ({os.cpu_count()} cores)"
-            )
-            c_sub = bench_c_subscriber(broker, files, total)
-            print(
-                f"mosquitto_sub (C) received   {c_sub['rate']:>9,.0f} msg/s "
-                f"({c_sub['seconds']:.1f} s; publishers {c_sub['publish_rate']:,.0f} msg/s)"
-            )
-            ours = bench_ingest(broker, influx, files, total, root / "state")
-            print(
-                f"carewatch ingest end-to-end  {ours['rate']:>9,.0f} msg/s "
-                f"({ours['seconds']:.1f} s to queryable; publishers "
-                f"{ours['publish_rate']:,.0f} msg/s)"
-            )
-            print(f"points queryable in InfluxDB {ours['queryable']:>9,} of {total:,}")
-            print(f"ingester peak RSS            {ours['peak_rss_mb']:>9.0f} MB")
-            print(f"ingester CPU while it ran    {ours['cpu_share']:>9.0%} of one core")
-            print(f"ratio ingest / C subscriber  {ours['rate'] / c_sub['rate']:>9.2f}")
-            return 0 if ours["queryable"] == total else 1
+            for config in configs:
+                results.append(run_one(config, broker, influx, messages, root))
+                report(results[-1])
         finally:
             broker.stop()
             influx.stop()
+    by = {(r.config.name, r.config.qos): r for r in results}
+    for q in qos_levels:
+        if ("defaults", q) in by and ("rules-off", q) in by:
+            ratio = by["defaults", q].rate / by["rules-off", q].rate
+            print(f"QoS {q}: defaults / rules-off = {ratio:.2f}")
+    lost = [r for r in results if r.config.qos == 1 and r.landed != r.sent]
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":

@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
+from alerts.feed import FindingFeed
 from alerts.service import AlertService
 from api.deps import Health
 from api.main import create_app
 from carewatch.migrations import migrate
 from core.db import Database
 from core.influx import InfluxClient
+from core.journal import Journal
 from core.settings import Settings
 from devices.broker.provisioning import BrokerProvisioner
 from ingest.service import IngestService
-from rules.findings import FindingLog, FindingSink
+from rules.findings import FindingLog
 from rules.service import RuleService
 
 
@@ -41,6 +43,8 @@ class Parts:
     ingest: IngestService | None = None
     rules: RuleService | None = None
     alerts: AlertService | None = None
+    feed: FindingFeed | None = None
+    journal: Journal | None = None
     clients: list[InfluxClient] = field(default_factory=list)
 
     def influx(self) -> InfluxClient:
@@ -71,6 +75,8 @@ class Parts:
             text += self.ingest.metrics.render_prometheus()
         if self.rules is not None:
             text += self.rules.render_prometheus()
+        if self.feed is not None:
+            text += self.feed.render_prometheus()
         return text
 
     def app(self, provisioner: BrokerProvisioner) -> FastAPI:
@@ -92,7 +98,18 @@ class Parts:
         """Start ingest and, beside it, the alert dispatcher; none in an API-only process."""
         if self.ingest is None:
             return []
-        tasks = [asyncio.create_task(self.ingest.run(stop), name="ingest")]
+        ingest = self.ingest
+        drained = asyncio.Event()
+
+        async def run_ingest() -> None:
+            try:
+                await ingest.run(stop)
+            finally:
+                drained.set()  # the last readings are journaled: the feed may finish
+
+        tasks = [asyncio.create_task(run_ingest(), name="ingest")]
+        if self.feed is not None:
+            tasks.append(asyncio.create_task(self.feed.run(drained), name="alerts-feed"))
         if self.alerts is not None:
             # The dispatcher runs where the findings arrive: one per ingest worker; the
             # database's claims keep two workers from sending the same message.
@@ -100,10 +117,12 @@ class Parts:
         return tasks
 
     async def aclose(self) -> None:
-        """Close the InfluxDB clients."""
+        """Close the InfluxDB clients and the journal."""
         for client in self.clients:
             await client.aclose()
         self.clients.clear()
+        if self.journal is not None:
+            self.journal.close()
 
 
 def build(parts: Parts, *, ingest: bool, alerts: bool, charts: bool = False) -> Parts:
@@ -125,7 +144,10 @@ def build(parts: Parts, *, ingest: bool, alerts: bool, charts: bool = False) -> 
         )
     if ingest:
         if settings.rules.enabled:
-            parts.rules = build_rules(settings, database, parts.alerts)
+            parts.journal = Journal(settings.state_dir / "journal")
+            parts.rules = build_rules(settings, database, parts.journal)
+            if parts.alerts is not None:
+                parts.feed = FindingFeed(parts.journal, parts.alerts)
         parts.ingest = IngestService(
             settings,
             influx=parts.influx(),
@@ -135,14 +157,10 @@ def build(parts: Parts, *, ingest: bool, alerts: bool, charts: bool = False) -> 
     return parts
 
 
-def build_rules(
-    settings: Settings, database: Database | None, alerts: AlertService | None
-) -> RuleService:
-    """The rule engine, its findings logged to `<state>/findings.jsonl` and given to alerts."""
-    sinks: list[FindingSink] = [FindingLog(settings.state_dir / "findings.jsonl")]
-    if alerts is not None:
-        sinks.append(alerts)
-    return RuleService(settings, sinks, database=database)
+def build_rules(settings: Settings, database: Database | None, journal: Journal) -> RuleService:
+    """The rule engine: its steps journaled (the alerts read them there), findings logged."""
+    sinks = [FindingLog(settings.state_dir / "findings.jsonl")]
+    return RuleService(settings, sinks, database=database, journal=journal)
 
 
 @asynccontextmanager

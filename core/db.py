@@ -32,8 +32,11 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Parameters are residents' names, phones, health notes and password hashes:
         # keep them out of exception messages, and so out of the logs.
+        # SQLite has one writer at a time: the alert feed, the dispatcher and the state
+        # sync take turns, so a writer waits (up to 30 s) rather than failing at once.
+        connect_args = {"timeout": 30.0} if self.is_sqlite else {}
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_pre_ping=not self.is_sqlite, hide_parameters=True
+            url, pool_pre_ping=not self.is_sqlite, hide_parameters=True, connect_args=connect_args
         )
         if self.is_sqlite:
             # SQLite enforces foreign keys only when asked, per connection.

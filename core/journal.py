@@ -40,6 +40,10 @@ class Journal:
             msg = f"cannot create the journal folder {folder}: {exc}; check its permissions"
             raise JournalError(msg) from exc
         self._lock = asyncio.Lock()
+        # Set after each append, for a reader in the same process waiting for more.
+        self.appended = asyncio.Event()
+        # Per reader, the last position it no longer needs; segments go once all are past.
+        self._marks: dict[str, int] = {}
         self._handle: BinaryIO | None = None
         self._size = 0
         self.next_lsn = 1
@@ -101,7 +105,9 @@ class Journal:
     async def append(self, payloads: Sequence[bytes]) -> int:
         """`append_sync` in a thread, so the event loop keeps reading while the disk syncs."""
         async with self._lock:
-            return await asyncio.to_thread(self.append_sync, payloads)
+            last = await asyncio.to_thread(self.append_sync, payloads)
+        self.appended.set()
+        return last
 
     def close(self) -> None:
         if self._handle is not None:
@@ -126,6 +132,15 @@ class Journal:
     def reader(self, lsn: int) -> JournalReader:
         """A reader that returns the records from position `lsn` on, a few at a time."""
         return JournalReader(self, lsn)
+
+    def register(self, reader: str, done: int = 0) -> None:
+        """Keep records after `done` until `reader` marks them done (a reader must register)."""
+        self._marks.setdefault(reader, done)
+
+    def mark(self, reader: str, done: int) -> int:
+        """`reader` no longer needs records up to `done`; drop segments every reader is past."""
+        self._marks[reader] = max(self._marks.get(reader, 0), done)
+        return self.trim(below=min(self._marks.values()) + 1)
 
     def trim(self, below: int) -> int:
         """Delete the segments whose records all lie before position `below`; return how many."""
@@ -219,6 +234,12 @@ class JournalReader:
             got += 1
         self._offset += offset
         return got
+
+
+def read_folder(folder: Path) -> Iterator[bytes]:
+    """Every whole record in a journal folder, oldest first, without opening it for writing."""
+    for path in sorted(folder.glob(f"*{_SUFFIX}")):
+        yield from _records(path)
 
 
 def _records(path: Path) -> Iterator[bytes]:

@@ -14,7 +14,11 @@ CHECKPOINT_VERSION: Final = 1
 
 
 class Checkpoint(msgspec.Struct):
-    """Every subject's state, and the clock time it was saved at."""
+    """Every subject's state, the clock time it was saved at, and the journal it includes.
+
+    `journal_lsn` is the last journal entry whose inputs the state holds: after a crash
+    the entries after it are replayed. Checkpoints written before the journal read as 0.
+    """
 
     version: int
     saved_ms: int
@@ -22,6 +26,7 @@ class Checkpoint(msgspec.Struct):
     bins: dict[str, Bin]
     buildings: dict[str, BuildingState]
     baselines: dict[str, Baseline]
+    journal_lsn: int = 0
 
 
 def _enc(obj: Any) -> Any:

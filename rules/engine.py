@@ -198,7 +198,7 @@ class RuleEngine:
 
     # -- checkpoints -------------------------------------------------------------
 
-    def snapshot(self) -> bytes:
+    def snapshot(self, journal_lsn: int = 0) -> bytes:
         """Every subject's state as a checkpoint (`restore` takes it back)."""
         return encode_checkpoint(
             Checkpoint(
@@ -208,6 +208,7 @@ class RuleEngine:
                 bins=self.bins,
                 buildings=self.buildings,
                 baselines=self.baselines,
+                journal_lsn=journal_lsn,
             )
         )
 

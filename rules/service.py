@@ -14,10 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.db import Database
+from core.exceptions import JournalError
+from core.journal import Journal
 from core.metrics import Metric, render_prometheus
 from core.settings import Settings
 from devices.directory import load_devices_csv
 from protocol.models import Reading, StatusChange
+from rules.checkpoint import decode_checkpoint
 from rules.config import RuleSet, load_rules
 from rules.context import (
     Profile,
@@ -28,6 +31,7 @@ from rules.context import (
 from rules.engine import RuleEngine
 from rules.exceptions import RulesError
 from rules.findings import Finding, FindingSink
+from rules.journal import Entry, chunk_entry, decode_entry, encode_entry, replay
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class RuleService:
         *,
         database: Database | None = None,
         clock: Callable[[], int] = wall_ms,
+        journal: Journal | None = None,
     ) -> None:
         tuning = settings.rules
         self.tuning = tuning
@@ -56,7 +61,17 @@ class RuleService:
         self.sinks = list(sinks)
         self.database = database
         self.clock = clock
-        self.engine = RuleEngine(self.rules, clock)
+        # While replaying the journal the engine's clock is each entry's.
+        self._replay_at: int | None = None
+        self.engine = RuleEngine(self.rules, self._engine_clock)
+        # With a journal, every step (chunk, tick, resolve) is appended before its findings
+        # count as taken; one step at a time, so the journal's order is the engine's.
+        self.journal = journal
+        self.journal_lsn = 0
+        self.replayed = 0
+        self._step = asyncio.Lock()
+        self._chunk: list[Reading | StatusChange] = []
+        self._chunk_at = 0
         self.checkpoint_path = settings.state_dir / "rules" / "checkpoint.msgpack"
         self._profiles: dict[str, Profile] = {}
         devices_file = settings.ingest.devices_file
@@ -70,14 +85,51 @@ class RuleService:
 
     # -- the ingester's consumer ---------------------------------------------------
 
+    def _engine_clock(self) -> int:
+        at = self._replay_at
+        return self.clock() if at is None else at
+
     async def handle(self, item: Reading | StatusChange) -> None:
         """Feed one reading or status change to the engine (its findings wait for `settle`)."""
+        if self.journal is not None:
+            if not self._chunk:
+                # The chunk holds the step until it settles (uncontended: no suspension).
+                await self._step.acquire()
+                self._chunk_at = self.clock()
+            self._chunk.append(item)
         self.engine.feed(item)
 
     async def settle(self) -> None:
-        """Hand the chunk's findings to the sinks in one go; returns once they took them."""
-        if self.engine.pending:
-            await self.publish(self.engine.take())
+        """Make the chunk's inputs and findings durable; returns once they are."""
+        if self.journal is None:
+            if self.engine.pending:
+                await self.publish(self.engine.take())
+            return
+        if not self._chunk:
+            return
+        items, self._chunk = self._chunk, []
+        try:
+            findings = self.engine.take()
+            await self._journal(chunk_entry(self._chunk_at, items, findings))
+        finally:
+            self._step.release()
+
+    async def _journal(self, entry: Entry) -> None:
+        """Append one step to the journal (retried until the disk takes it), then the sinks."""
+        assert self.journal is not None
+        delay = 0.2
+        while True:
+            try:
+                self.journal_lsn = await self.journal.append([encode_entry(entry)])
+                break
+            except JournalError:
+                # Holding the readings back (unacknowledged) beats losing a fall.
+                self.sink_errors += 1
+                log.exception("could not journal findings; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        if entry.findings:
+            await self.publish(entry.findings)
 
     async def publish(self, findings: list[Finding]) -> None:
         """Give findings to every sink; a failing sink is retried until it takes them."""
@@ -98,9 +150,9 @@ class RuleService:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore the checkpoint and read the registry; before the first reading arrives."""
-        self.restore()
+        """Read the registry, restore the checkpoint and replay the journal after it."""
         await self.refresh_context()
+        self.restore()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick, checkpoint and refresh until `stop`; then a last tick and checkpoint."""
@@ -118,21 +170,32 @@ class RuleService:
                     await self.refresh_context()
                 if now - last_checkpoint >= tuning.checkpoint_interval:
                     last_checkpoint = now
-                    self.checkpoint()
+                    async with self._step:
+                        self.checkpoint()
         finally:
-            self.checkpoint()
+            async with self._step:
+                self.checkpoint()
 
     async def tick(self) -> None:
         """Tick the engine at the clock's now and publish what the passing time revealed."""
-        self.engine.tick(self.clock())
-        if self.engine.pending:
-            await self.publish(self.engine.take())
+        async with self._step:
+            now = self.clock()
+            self.engine.tick(now)
+            if self.journal is not None:
+                await self._journal(Entry(now, tick=True, findings=self.engine.take()))
+            elif self.engine.pending:
+                await self.publish(self.engine.take())
 
     async def resolve(self, device_id: str, rule: str) -> bool:
         """A person resolved a latched finding (fall, SOS); its clearing finding is published."""
-        resolved = self.engine.resolve(device_id, rule, self.clock())
-        if self.engine.pending:
-            await self.publish(self.engine.take())
+        async with self._step:
+            now = self.clock()
+            resolved = self.engine.resolve(device_id, rule, now)
+            if self.journal is not None:
+                entry = Entry(now, resolve=(device_id, rule), findings=self.engine.take())
+                await self._journal(entry)
+            elif self.engine.pending:
+                await self.publish(self.engine.take())
         return resolved
 
     # -- registry and rules file ------------------------------------------------------
@@ -173,10 +236,14 @@ class RuleService:
     # -- checkpoints ---------------------------------------------------------------------
 
     def checkpoint(self) -> None:
-        """Write the engine state atomically: a crash mid-write leaves the previous one."""
+        """Write the engine state atomically: a crash mid-write leaves the previous one.
+
+        Call it between steps (holding `_step`): the state must be exactly the journal's
+        up to `journal_lsn`, which the checkpoint records.
+        """
         path = self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.engine.snapshot()
+        data = self.engine.snapshot(self.journal_lsn)
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as handle:
             handle.write(data)
@@ -184,14 +251,50 @@ class RuleService:
             os.fsync(handle.fileno())
         tmp.replace(path)
         self.checkpoints += 1
+        if self.journal is not None:
+            # Entries up to here are in the checkpoint: the rules need them no more.
+            self.journal.mark("rules", self.journal_lsn)
 
     def restore(self) -> bool:
-        """Take the checkpoint's state, if there is one; an unreadable one is set aside."""
+        """Take the checkpoint's state, if there is one, and replay the journal after it."""
+        restored = self._restore_checkpoint()
+        if self.journal is not None:
+            self.journal.register("rules", self.journal_lsn)
+            self._replay()
+        return restored
+
+    def _replay(self) -> None:
+        """Judge again what was journaled after the checkpoint: the state a crash lost."""
+        assert self.journal is not None
+        entries = 0
+        try:
+            for lsn, payload in self.journal.read_from(self.journal_lsn + 1):
+                entry = decode_entry(payload)
+                self._replay_at = entry.at
+                replay(self.engine, entry)
+                self.journal_lsn = lsn
+                entries += 1
+        finally:
+            self._replay_at = None
+        if not entries:
+            return
+        # As at any restore, the time we were down is not the devices' silence.
+        self.engine.restore(self.engine.snapshot(self.journal_lsn))
+        self.replayed += entries
+        log.info("rules: replayed %d journal entries after the checkpoint", entries)
+
+    def _restore_checkpoint(self) -> bool:
         path = self.checkpoint_path
         if not path.exists():
             return False
         try:
-            self.engine.restore(path.read_bytes())
+            data = path.read_bytes()
+            checkpoint = decode_checkpoint(data)
+            # With a journal the state resumes where it was saved: the replay brings it
+            # up to the crash, then the downtime is set aside.
+            self._replay_at = checkpoint.saved_ms if self.journal is not None else None
+            self.engine.restore(data)
+            self.journal_lsn = checkpoint.journal_lsn
         except Exception as exc:
             # Starting blank loses sustained clocks but never blocks ingest; keep the file.
             bad = path.with_suffix(".bad")
@@ -203,6 +306,8 @@ class RuleService:
                 bad,
             )
             return False
+        finally:
+            self._replay_at = None
         engine = self.engine
         log.info(
             "rules state restored: %d wristbands, %d bins, %d buildings, %d baselines",

@@ -81,3 +81,19 @@ def test_reader_resumes_from_a_stored_position(tmp_path: Path) -> None:
     got = reader.read()
     assert [lsn for lsn, _ in got] == list(range(17, 31))
     assert [p for _, p in got] == payloads(16, 14)
+
+
+def test_segments_stay_until_every_registered_reader_is_past_them(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j", max_bytes=100)
+    journal.register("rules")
+    journal.register("alerts")
+    for i in range(10):
+        journal.append_sync(payloads(i * 3, 3))
+    first = journal.segments()[0]
+    journal.mark("rules", 30)
+    assert journal.segments()[0] == first  # alerts have not read anything yet
+    journal.mark("alerts", 12)
+    assert next(lsn for lsn, _ in journal.read_from(1)) <= 13
+    journal.mark("alerts", 30)
+    assert len(journal.segments()) == 1
+    assert journal.append_sync([b"more"]) == 31

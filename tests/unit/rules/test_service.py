@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from core.journal import Journal
 from core.settings import Settings
 from protocol.models import Kind, Reading, WristbandEvent, WristbandTelemetry
 from rules.findings import Finding, FindingLog, read_findings
+from rules.journal import decode_entry, items_of
 from rules.service import RuleService
 
 T0 = 1_780_279_200_000  # 2026-06-01 10:00 Asia/Shanghai
@@ -195,5 +197,80 @@ def test_metrics_in_the_prometheus_text_format(tmp_path: Path) -> None:
         await judge(service, hr("w1", T0, 70))
         await judge(service, hr("w1", T0 - 3_600_000, 70))  # older than the tolerance
         assert service.render_prometheus() == METRICS
+
+    asyncio.run(run())
+
+
+def journaled(tmp_path: Path, clock: Clock, sink: ListSink) -> tuple[RuleService, Journal]:
+    journal = Journal(tmp_path / "state" / "journal")
+    return RuleService(settings(tmp_path), [sink], clock=clock, journal=journal), journal
+
+
+async def crash_mid_tachycardia(tmp_path: Path, *, with_journal: bool) -> list[Finding]:
+    """Normal at minute 0 (checkpointed), high from minute 1; killed after minute 2."""
+    clock, sink = Clock(), ListSink()
+
+    def service() -> RuleService:
+        if with_journal:
+            return journaled(tmp_path, clock, sink)[0]
+        return RuleService(settings(tmp_path), [sink], clock=clock)
+
+    first = service()
+    await first.start()
+    await judge(first, hr("w1", T0, 80))
+    async with first._step:
+        first.checkpoint()
+    for minute in (1, 2):  # in the journal only, then SIGKILL: no checkpoint at stop
+        clock.now = T0 + minute * 60_000
+        await judge(first, hr("w1", clock.now, 140))
+    if first.journal is not None:
+        first.journal.close()
+    clock.now = T0 + 3 * 60_000
+    second = service()
+    await second.start()
+    assert second.replayed == (2 if with_journal else 0)
+    for minute in range(3, 9):
+        clock.now = T0 + minute * 60_000
+        await judge(second, hr("w1", clock.now, 140))
+    return opened(sink.findings, "hr_high")
+
+
+def test_a_crash_after_the_checkpoint_loses_no_rule_state(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a sustained condition: the journal brings its clock back."""
+    (finding,) = asyncio.run(crash_mid_tachycardia(tmp_path, with_journal=True))
+    # Five minutes after the first high reading, once: not lost, not doubled, not late.
+    assert finding.since == T0 + 60_000
+    assert finding.ts == T0 + 6 * 60_000
+
+
+def test_without_the_journal_the_same_crash_restarts_the_clock(tmp_path: Path) -> None:
+    """The baseline the journal fixes: what was judged since the checkpoint is gone."""
+    (finding,) = asyncio.run(crash_mid_tachycardia(tmp_path, with_journal=False))
+    assert finding.since == T0 + 3 * 60_000  # two minutes late
+    assert finding.ts == T0 + 8 * 60_000
+
+
+def test_journal_entries_hold_the_steps_in_order_with_their_findings(tmp_path: Path) -> None:
+    async def run() -> None:
+        clock, sink = Clock(), ListSink()
+        service, journal = journaled(tmp_path, clock, sink)
+        await service.start()
+        await service.handle(hr("w1", T0, 80))
+        await service.handle(fall("w1", T0 + 1))
+        await service.settle()
+        clock.now += 1000
+        await service.tick()
+        await service.resolve("w1", "fall")
+        entries = [decode_entry(p) for _, p in journal.read_from(1)]
+        assert [(bool(e.order), e.tick, e.resolve) for e in entries] == [
+            (True, False, None),
+            (False, True, None),
+            (False, False, ("w1", "fall")),
+        ]
+        assert [i.device_id for i in items_of(entries[0])] == ["w1", "w1"]
+        assert [f.rule for f in entries[0].findings] == ["fall"]
+        assert [(f.rule, f.active) for f in entries[2].findings] == [("fall", False)]
+        # The sinks got exactly what was journaled.
+        assert sink.findings == [f for e in entries for f in e.findings]
 
     asyncio.run(run())
