@@ -24,9 +24,10 @@ from rules.journal import decode_entry
 log = logging.getLogger(__name__)
 
 READER = "alerts"
-_MAX_FINDINGS = 200  # per transaction: a fall in a burst waits for at most this many
+_MAX_FINDINGS = 100  # per transaction: a fall in a burst waits for at most this many
 _MAX_ENTRIES = 256  # read from the journal at once
 _WARN_LAG_S = 30.0
+_RETRY_FIRST, _RETRY_MAX = 0.5, 30.0  # seconds between attempts while the database fails
 
 
 @dataclass(slots=True)
@@ -38,6 +39,7 @@ class FeedMetrics:
     lag_seconds: float = 0.0
     transactions: int = 0
     findings: int = 0
+    failures: int = 0
 
     @property
     def depth(self) -> int:
@@ -66,6 +68,7 @@ class FindingFeed:
         self.max_findings = max_findings
         self.metrics = FeedMetrics()
         self._warned_at = 0.0
+        self._delay = _RETRY_FIRST
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply what the journal holds and follows, until `stop` (then what is already there)."""
@@ -77,13 +80,28 @@ class FindingFeed:
             records = reader.read(limit=_MAX_ENTRIES)
             self.metrics.journal_lsn = self.journal.next_lsn - 1
             if records:
-                await self._apply(records)
+                if not await self._try_apply(records):
+                    # Nothing after the stored cursor counts as applied: read from there.
+                    reader = self.journal.reader(self.metrics.applied_lsn + 1)
                 continue
             if stop.is_set():
                 return
             self.journal.appended.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.journal.appended.wait(), self.idle_wait)
+
+    async def _try_apply(self, records: list[tuple[int, bytes]]) -> bool:
+        """Apply; if the database fails (down, locked), log, wait and return False."""
+        try:
+            await self._apply(records)
+        except Exception:
+            self.metrics.failures += 1
+            log.exception("could not apply findings to the alerts; retrying in %.1f s", self._delay)
+            await asyncio.sleep(self._delay)
+            self._delay = min(self._delay * 2, _RETRY_MAX)
+            return False
+        self._delay = _RETRY_FIRST
+        return True
 
     async def _apply(self, records: list[tuple[int, bytes]]) -> None:
         """One transaction per group of entries, the cursor stored with it."""
@@ -121,6 +139,7 @@ class FindingFeed:
                 Metric("applied_lsn", "gauge", "Last journal entry applied.", m.applied_lsn),
                 Metric("findings_total", "counter", "Findings applied.", m.findings),
                 Metric("transactions_total", "counter", "Alert transactions.", m.transactions),
+                Metric("failures_total", "counter", "Batches the database refused.", m.failures),
             ],
         )
 

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+SQLITE_BUSY_TIMEOUT = 15.0  # seconds a writer waits for SQLite's lock
+
 
 class Database:
     """One engine and its session factory; built in an entry point and passed in."""
@@ -33,8 +35,8 @@ class Database:
         # Parameters are residents' names, phones, health notes and password hashes:
         # keep them out of exception messages, and so out of the logs.
         # SQLite has one writer at a time: the alert feed, the dispatcher and the state
-        # sync take turns, so a writer waits (up to 30 s) rather than failing at once.
-        connect_args = {"timeout": 30.0} if self.is_sqlite else {}
+        # sync take turns, so a writer waits (up to 15 s) rather than failing at once.
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT} if self.is_sqlite else {}
         self.engine: AsyncEngine = create_async_engine(
             url, pool_pre_ping=not self.is_sqlite, hide_parameters=True, connect_args=connect_args
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from alerts.feed import FindingFeed
 from alerts.tables import RESOLVED, Alert, AlertEvent
@@ -17,8 +18,8 @@ from rules.journal import Entry, encode_entry
 from tests.integration.test_alert_lifecycle import World
 
 
-class Killed(Exception):
-    """The process died here."""
+class Killed(BaseException):
+    """The process died here (not an Exception: nothing in the feed may catch it)."""
 
 
 def entries(world: World) -> list[Entry]:
@@ -95,6 +96,35 @@ def test_applied_segments_are_trimmed(tmp_path: Path) -> None:
         assert len(journal.segments()) == 1  # only the segment being written stays
         assert feed.metrics.depth == 0
         assert "carewatch_alerts_feed_journal_depth 0" in feed.render_prometheus()
+        world.receiver.stop()
+
+    asyncio.run(run())
+
+
+def test_a_failing_database_is_retried_and_applies_everything_once(tmp_path: Path) -> None:
+    async def run() -> None:
+        world = World(tmp_path)
+        await world.setup()
+        journal = Journal(tmp_path / "journal")
+        await journal.append([encode_entry(e) for e in entries(world)])
+        publish = world.service.publish
+        failures = 2
+
+        async def locked_at_first(findings: list[Finding], **kw: object) -> None:
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise OperationalError("UPDATE alerts", {}, Exception("database is locked"))
+            await publish(findings, **kw)  # type: ignore[arg-type]
+
+        world.service.publish = locked_at_first  # type: ignore[method-assign]
+        feed = FindingFeed(journal, world.service, max_findings=1)
+        await drain(feed)
+        assert feed.metrics.failures == 2
+        assert await world.service.cursor("alerts") == 4
+        async with world.database.sessions() as session:
+            rules = sorted(a.rule for a in await session.scalars(select(Alert)))
+        assert rules == ["fall", "hr_high"]
         world.receiver.stop()
 
     asyncio.run(run())

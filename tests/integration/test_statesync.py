@@ -21,7 +21,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Connection
 
 from carewatch.migrations import migrate
-from core.db import Database
+from core.db import SQLITE_BUSY_TIMEOUT, Database
 from devices.tables import DeviceState as DeviceStateRow
 from ingest.statesync import DeviceStateSync
 from ingest.status import DeviceStatusBook
@@ -340,8 +340,8 @@ def test_a_hanging_database_times_out_and_keeps_dirty_devices(
             task = asyncio.create_task(sync.run(stop))
             wristband(book, "w1", hr=70)
             # aiosqlite cannot interrupt a statement waiting on the lock: the timeout
-            # takes effect when SQLite's busy timeout (5 s) ends it.
-            await eventually(lambda: sync.failures >= 1, 15)
+            # takes effect when SQLite's busy timeout (SQLITE_BUSY_TIMEOUT) ends it.
+            await eventually(lambda: sync.failures >= 1, SQLITE_BUSY_TIMEOUT + 10)
             assert sync.last_error == "flush took over 0.3 s"
             assert book.dirty == {"w1"} and not task.done()
             blocker.execute("ROLLBACK")
