@@ -69,12 +69,15 @@ class FindingFeed:
         self.metrics = FeedMetrics()
         self._warned_at = 0.0
         self._delay = _RETRY_FIRST
+        # Registered now, before the rules can checkpoint and trim: until `run` has read
+        # the stored cursor, every segment stays.
+        journal.register(reader)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply what the journal holds and follows, until `stop` (then what is already there)."""
         start = await self.alerts.cursor(self.reader)
         self.metrics.applied_lsn = start
-        self.journal.register(self.reader, start)
+        self.journal.mark(self.reader, start)
         reader = self.journal.reader(start + 1)
         while True:
             records = reader.read(limit=_MAX_ENTRIES)

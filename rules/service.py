@@ -67,6 +67,10 @@ class RuleService:
         # With a journal, every step (chunk, tick, resolve) is appended before its findings
         # count as taken; one step at a time, so the journal's order is the engine's.
         self.journal = journal
+        if journal is not None:
+            # Registered now, before any reader can trim: until `restore` has read the
+            # checkpoint, every segment stays (the replay may need them).
+            journal.register("rules")
         self.journal_lsn = 0
         self.replayed = 0
         self._step = asyncio.Lock()
@@ -259,7 +263,7 @@ class RuleService:
         """Take the checkpoint's state, if there is one, and replay the journal after it."""
         restored = self._restore_checkpoint()
         if self.journal is not None:
-            self.journal.register("rules", self.journal_lsn)
+            self.journal.mark("rules", self.journal_lsn)
             self._replay()
         return restored
 

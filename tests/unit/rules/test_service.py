@@ -274,3 +274,14 @@ def test_journal_entries_hold_the_steps_in_order_with_their_findings(tmp_path: P
         assert sink.findings == [f for e in entries for f in e.findings]
 
     asyncio.run(run())
+
+
+def test_no_segment_is_trimmed_before_the_rules_have_read_their_checkpoint(tmp_path: Path) -> None:
+    """The alert side may be far ahead; what the rules will replay must stay."""
+    journal = Journal(tmp_path / "state" / "journal", max_bytes=100)
+    for _ in range(20):
+        journal.append_sync([b"x" * 50])
+    RuleService(settings(tmp_path), [ListSink()], clock=Clock(), journal=journal)
+    journal.register("alerts")
+    journal.mark("alerts", 20)  # the alert feed read everything, and starts first
+    assert journal.segments()[0] == 1
