@@ -147,7 +147,9 @@ def build(parts: Parts, *, ingest: bool, alerts: bool, charts: bool = False) -> 
             parts.journal = Journal(settings.state_dir / "journal")
             parts.rules = build_rules(settings, database, parts.journal)
             if parts.alerts is not None:
-                parts.feed = FindingFeed(parts.journal, parts.alerts)
+                # One cursor per worker: workers share the registry, each has its journal.
+                reader = f"alerts:{settings.ingest.client_id}"[:64]
+                parts.feed = FindingFeed(parts.journal, parts.alerts, reader=reader)
         parts.ingest = IngestService(
             settings,
             influx=parts.influx(),
