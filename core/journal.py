@@ -157,9 +157,6 @@ class Journal:
         """The first positions of the segment files, oldest first."""
         return sorted(int(p.stem) for p in self.folder.glob(f"*{_SUFFIX}") if p.stem.isdigit())
 
-    def size_bytes(self) -> int:
-        return sum(self.path_of(base).stat().st_size for base in self.segments())
-
     def path_of(self, base: int) -> Path:
         """The file of the segment that starts at position `base`."""
         return self.folder / f"{base:020d}{_SUFFIX}"
@@ -221,18 +218,13 @@ class JournalReader:
         except FileNotFoundError:
             self._base = None
             return 0
-        got, offset, unpack = 0, 0, _HEADER.unpack_from
-        while got < limit and offset + _HEADER.size <= len(data):
-            length, crc = unpack(data, offset)
-            start = offset + _HEADER.size
-            end = start + length
-            if end > len(data) or zlib.crc32(data[start:end]) != crc:
-                break  # still being written
-            out.append((self.lsn, data[start:end]))
+        got = consumed = 0
+        for end, payload in itertools.islice(_frames(data), limit):
+            out.append((self.lsn, payload))
             self.lsn += 1
-            offset = end
             got += 1
-        self._offset += offset
+            consumed = end
+        self._offset += consumed
         return got
 
 
@@ -248,23 +240,29 @@ def _records(path: Path) -> Iterator[bytes]:
         data = path.read_bytes()
     except FileNotFoundError:  # trimmed while we looked
         return
+    for _, payload in _frames(data):
+        yield payload
+
+
+def _frames(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(offset just past it, payload) of each whole record in `data`; stops at a torn one."""
     offset, size, unpack = 0, len(data), _HEADER.unpack_from
     while offset + _HEADER.size <= size:
         length, crc = unpack(data, offset)
         start = offset + _HEADER.size
         end = start + length
         if length > _MAX_RECORD or end > size or zlib.crc32(data[start:end]) != crc:
-            return
-        yield data[start:end]
+            return  # torn by a crash, or still being written
+        yield end, data[start:end]
         offset = end
 
 
 def _scan(path: Path) -> tuple[int, int]:
     """(whole records, bytes they fill) of one segment."""
     count = good = 0
-    for payload in _records(path):
+    for end, _ in _frames(path.read_bytes()):
         count += 1
-        good += _HEADER.size + len(payload)
+        good = end
     return count, good
 
 

@@ -174,11 +174,9 @@ class RuleService:
                     await self.refresh_context()
                 if now - last_checkpoint >= tuning.checkpoint_interval:
                     last_checkpoint = now
-                    async with self._step:
-                        self.checkpoint()
+                    await self.save()
         finally:
-            async with self._step:
-                self.checkpoint()
+            await self.save()
 
     async def tick(self) -> None:
         """Tick the engine at the clock's now and publish what the passing time revealed."""
@@ -238,6 +236,11 @@ class RuleService:
         self.reloads += 1
 
     # -- checkpoints ---------------------------------------------------------------------
+
+    async def save(self) -> None:
+        """Checkpoint between two steps of the engine (what the running service does)."""
+        async with self._step:
+            self.checkpoint()
 
     def checkpoint(self) -> None:
         """Write the engine state atomically: a crash mid-write leaves the previous one.

@@ -218,8 +218,7 @@ async def crash_mid_tachycardia(tmp_path: Path, *, with_journal: bool) -> list[F
     first = service()
     await first.start()
     await judge(first, hr("w1", T0, 80))
-    async with first._step:
-        first.checkpoint()
+    await first.save()
     for minute in (1, 2):  # in the journal only, then SIGKILL: no checkpoint at stop
         clock.now = T0 + minute * 60_000
         await judge(first, hr("w1", clock.now, 140))
