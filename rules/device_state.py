@@ -5,11 +5,13 @@ The findings `offline`, `no_data`, `not_worn` and `battery_low` (docs/rules.md, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from protocol.models import Kind, StatusChange
 from rules.config import Limits
 from rules.context import Contexts, DeviceContext
+from rules.deadlines import Deadlines
 from rules.emit import Emitter, open_run
 from rules.findings import Severity, SubjectKind
 from rules.state import Bin, Wristband
@@ -18,12 +20,15 @@ from rules.state import Bin, Wristband
 class DeviceStateRules:
     """The device-state rules of wristbands and bins, sharing the engine's contexts and outbox."""
 
-    __slots__ = ("_clock", "_contexts", "_out")
+    __slots__ = ("_clock", "_contexts", "_deadlines", "_out")
 
-    def __init__(self, contexts: Contexts, out: Emitter, clock: Callable[[], int]) -> None:
+    def __init__(
+        self, contexts: Contexts, out: Emitter, clock: Callable[[], int], deadlines: Deadlines
+    ) -> None:
         self._contexts = contexts
         self._out = out
         self._clock = clock
+        self._deadlines = deadlines
 
     def status(self, item: StatusChange, st: Wristband | Bin) -> None:
         """The status topic's word (`online`, or the last will's `offline`)."""
@@ -40,6 +45,7 @@ class DeviceStateRules:
             st.online = False
             st.offline_since = now
             st.offline_reason = "status"
+            self._deadlines.wake(item.device_id)  # `offline` after its grace
             if isinstance(st, Wristband):
                 drop_pending(st)
 
@@ -91,6 +97,7 @@ class DeviceStateRules:
     def set_worn(self, ctx: DeviceContext, st: Wristband, worn: bool, ts: int) -> None:
         """On or off the wrist: `not_worn` clears, or its clock starts and pending runs go."""
         st.worn = worn
+        self._deadlines.wake(ctx.device_id)  # `not_worn`, or `inactivity` again
         if worn:
             st.not_worn_since = -1
             if st.runs is not None and "not_worn" in st.runs:
@@ -99,8 +106,9 @@ class DeviceStateRules:
             st.not_worn_since = ts
             drop_pending(st)
 
-    def power_off(self, st: Wristband) -> None:
+    def power_off(self, ctx: DeviceContext, st: Wristband) -> None:
         """The band said it is switching off: offline at once, no grace."""
+        self._deadlines.wake(ctx.device_id)
         st.online = False
         st.offline_since = self._clock()
         st.offline_reason = "power_off"
@@ -153,6 +161,22 @@ class DeviceStateRules:
                 drop_pending(st)
             return True
         return False
+
+    def deadline(self, ctx: DeviceContext, st: Wristband | Bin, now: int) -> int | None:
+        """The earliest clock time `silence` could open a finding; None: not before a wake."""
+        runs = st.runs
+        if runs is not None and ("offline" in runs or "no_data" in runs):
+            return None  # their clear wakes the device
+        # Exact to the ms (`silence` compares with >= and >), so a tick finds what it did
+        # when it visited every device.
+        if not st.online:
+            grace = (
+                0 if st.offline_reason == "power_off" else ctx.limits.device.offline_grace * 1000
+            )
+            return max(math.ceil(st.offline_since + grace), now + 1)
+        silent_ms = ctx.interval_ms * ctx.limits.device.offline_intervals
+        # Never heard yet (known from a status message only): look again a silence later.
+        return max(math.floor((st.last_rx or now) + silent_ms) + 1, now + 1)
 
     def not_worn(self, ctx: DeviceContext, st: Wristband, now: int, waking_start: int) -> None:
         """`not_worn` once the band was off for `not_worn_for` of waking time (ticked then)."""

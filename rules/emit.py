@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from core.constants import LATCHED_RULES
 from protocol.models import Kind
 from rules.context import DeviceContext
+from rules.deadlines import Deadlines
 from rules.findings import Finding, Severity, SubjectKind
 from rules.state import Bin, BuildingState, Run, Wristband
 
@@ -28,11 +29,12 @@ class EngineStats:
 class Emitter:
     """The findings produced since the caller last took them, and the counters."""
 
-    __slots__ = ("pending", "stats")
+    __slots__ = ("_deadlines", "pending", "stats")
 
-    def __init__(self) -> None:
+    def __init__(self, deadlines: Deadlines) -> None:
         self.pending: list[Finding] = []
         self.stats = EngineStats()
+        self._deadlines = deadlines
 
     def emit(
         self,
@@ -114,9 +116,14 @@ class Emitter:
         ts: int,
         value: float | None = None,
     ) -> None:
-        """Close a device's open `rule` (its run goes) and say so."""
+        """Close a device's open `rule` (its run goes) and say so.
+
+        The device is woken: with `offline`, `no_data`, `inactivity` or `not_worn` closed,
+        the clock watches for it again.
+        """
         assert st.runs is not None
         run = st.runs.pop(rule)
+        self._deadlines.wake(ctx.device_id)
         kind = SubjectKind.WRISTBAND if ctx.kind is Kind.WRISTBAND else SubjectKind.BIN
         self.emit(
             ctx,

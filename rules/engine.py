@@ -22,6 +22,7 @@ from rules.bins import BinRules
 from rules.checkpoint import CHECKPOINT_VERSION, Checkpoint, encode_checkpoint, restore_checkpoint
 from rules.config import RuleSet
 from rules.context import Contexts, DeviceContext
+from rules.deadlines import Deadlines
 from rules.device_state import DeviceStateRules
 from rules.emit import Emitter, EngineStats
 from rules.findings import Finding
@@ -44,17 +45,25 @@ class RuleEngine:
     ) -> None:
         self._clock = clock
         self._contexts = Contexts(rules, contexts)
-        self._out = Emitter()
+        self._registered: set[str] = set(contexts or ())
+        self.deadlines = Deadlines()
+        self._out = Emitter(self.deadlines)
         self.stats: EngineStats = self._out.stats
         # The rule modules hold these very dicts: they are filled and emptied, never rebound.
         self.wristbands: dict[str, Wristband] = {}
         self.bins: dict[str, Bin] = {}
         self.buildings: dict[str, BuildingState] = {}
         self.baselines: dict[str, Baseline] = {}
-        self._device = DeviceStateRules(self._contexts, self._out, clock)
+        self._device = DeviceStateRules(self._contexts, self._out, clock, self.deadlines)
         self._baseline = BaselineRules(self._contexts, self._out, self.baselines)
         self._wristband = WristbandRules(
-            self._contexts, self._out, clock, self.wristbands, self._device, self._baseline
+            self._contexts,
+            self._out,
+            clock,
+            self.wristbands,
+            self._device,
+            self._baseline,
+            self.deadlines,
         )
         self._bin = BinRules(self._contexts, self._out, self.bins, self.buildings, self._device)
 
@@ -71,7 +80,16 @@ class RuleEngine:
         return self._out.pending
 
     def set_contexts(self, contexts: Mapping[str, DeviceContext]) -> None:
-        """New registry context (and with it, limits); state is kept."""
+        """New registry context (and with it, limits); state is kept.
+
+        Only the devices whose context changed are woken: a refresh that changed nothing
+        costs the tick nothing.
+        """
+        old = self._contexts.devices
+        self.deadlines.wake_all(d for d, ctx in contexts.items() if old.get(d) != ctx)
+        # No longer registered: the default rules apply to them now.
+        self.deadlines.wake_all(d for d in self._registered if d not in contexts)
+        self._registered = set(contexts)
         self._contexts.replace(contexts)
 
     def set_rules(self, rules: RuleSet, contexts: Mapping[str, DeviceContext]) -> None:
@@ -83,6 +101,8 @@ class RuleEngine:
         """
         self._contexts.rules = rules
         self.set_contexts(contexts)
+        self.deadlines.wake_all(self.wristbands)
+        self.deadlines.wake_all(self.bins)
         now = self._clock()
         self._wristband.retire(now)
         self._baseline.retire(now)
@@ -112,58 +132,73 @@ class RuleEngine:
         if type(body) is WristbandTelemetry:
             st = self.wristbands.get(device_id)
             if st is None:
-                st = self.wristbands[device_id] = Wristband()
+                st = self._new_wristband(device_id)
             self._wristband.telemetry(device_id, body, st)
         elif type(body) is BinTelemetry:
             bst = self.bins.get(device_id)
             if bst is None:
-                bst = self.bins[device_id] = Bin()
+                bst = self._new_bin(device_id)
             self._bin.telemetry(device_id, body, bst)
         elif type(body) is WristbandEvent:
-            st = self.wristbands.get(device_id)
-            if st is None:
-                st = self.wristbands[device_id] = Wristband()
+            st = self.wristbands.get(device_id) or self._new_wristband(device_id)
             self._wristband.event(device_id, body, st)
         elif type(body) is BinEvent:
-            bst = self.bins.get(device_id)
-            if bst is None:
-                bst = self.bins[device_id] = Bin()
+            bst = self.bins.get(device_id) or self._new_bin(device_id)
             self._bin.event(device_id, body, bst)
+
+    def _new_wristband(self, device_id: str) -> Wristband:
+        st = self.wristbands[device_id] = Wristband()
+        self.deadlines.wake(device_id)
+        return st
+
+    def _new_bin(self, device_id: str) -> Bin:
+        bst = self.bins[device_id] = Bin()
+        self.deadlines.wake(device_id)
+        return bst
 
     def _status(self, item: StatusChange) -> None:
         device_id = item.device_id
         st: Wristband | Bin
         if item.kind is Kind.WRISTBAND:
-            st = self.wristbands.get(device_id) or self.wristbands.setdefault(
-                device_id, Wristband()
-            )
+            st = self.wristbands.get(device_id) or self._new_wristband(device_id)
         else:
-            st = self.bins.get(device_id) or self.bins.setdefault(device_id, Bin())
+            st = self.bins.get(device_id) or self._new_bin(device_id)
         self._device.status(item, st)
 
     # -- time --------------------------------------------------------------------
 
     def tick(self, now: int) -> None:
-        """Judge what the passing of time reveals, as of clock time `now` (ms)."""
+        """Judge what the passing of time reveals, as of clock time `now` (ms).
+
+        Only the devices whose deadline has come or that were woken are visited
+        (`rules.deadlines`); each leaves with its next deadline.
+        """
         offset = self.rules.utc_offset_ms
         day_start = now - (now + offset) % DAY_MS
         minute = ((now + offset) % DAY_MS) // MINUTE_MS
-        # Every device on every tick, so the context lookup is spelled out here.
         contexts = self._contexts.devices
         of = self._contexts.of
         silence = self._device.silence
         waking = self._wristband.tick
-        for device_id, st in self.wristbands.items():
-            ctx = contexts.get(device_id)
-            if ctx is None or ctx.kind is not Kind.WRISTBAND:
-                ctx = of(device_id, Kind.WRISTBAND)
-            if not silence(ctx, st, now, st.worn):
-                waking(ctx, st, now, day_start, minute)
-        for device_id, bst in self.bins.items():
-            ctx = contexts.get(device_id)
-            if ctx is None or ctx.kind is not Kind.BIN:
-                ctx = of(device_id, Kind.BIN)
-            silence(ctx, bst, now, False)
+        deadlines = self.deadlines
+        wristbands = self.wristbands
+        bins = self.bins
+        for device_id in deadlines.take(now):
+            st = wristbands.get(device_id)
+            if st is not None:
+                ctx = contexts.get(device_id)
+                if ctx is None or ctx.kind is not Kind.WRISTBAND:
+                    ctx = of(device_id, Kind.WRISTBAND)
+                if not silence(ctx, st, now, st.worn):
+                    waking(ctx, st, now, day_start, minute)
+                deadlines.set(device_id, self._wristband.deadline(ctx, st, now, day_start))
+            bst = bins.get(device_id)
+            if bst is not None:
+                ctx = contexts.get(device_id)
+                if ctx is None or ctx.kind is not Kind.BIN:
+                    ctx = of(device_id, Kind.BIN)
+                silence(ctx, bst, now, False)
+                deadlines.set(device_id, self._device.deadline(ctx, bst, now))
         self._bin.tick(now)
         self._baseline.tick(now)
 
@@ -224,3 +259,6 @@ class RuleEngine:
         self.baselines.clear()
         self.baselines.update(checkpoint.baselines)
         self._baseline.forget_history()
+        self.deadlines.clear()
+        self.deadlines.wake_all(self.wristbands)
+        self.deadlines.wake_all(self.bins)

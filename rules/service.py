@@ -211,6 +211,8 @@ class RuleService:
         except Exception:
             log.exception("could not read device context from the registry; keeping the last")
             return
+        if profiles == self._profiles:
+            return  # the usual case: nothing to rebuild, no device to wake
         self._profiles = profiles
         self.engine.set_contexts(build_contexts(profiles, self.rules))
 

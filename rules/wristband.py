@@ -11,9 +11,10 @@ from typing import Final
 
 from core.constants import LATCHED_RULES
 from protocol.models import Kind, WristbandEvent, WristbandTelemetry
-from rules.baselines import BaselineRules
+from rules.baselines import DAY_MS, BaselineRules
 from rules.config import Limits, News2Spec, Threshold
 from rules.context import Contexts, DeviceContext
+from rules.deadlines import Deadlines
 from rules.device_state import DeviceStateRules, drop_pending
 from rules.emit import (
     Detail,
@@ -41,6 +42,7 @@ class WristbandRules:
         "_baselines",
         "_clock",
         "_contexts",
+        "_deadlines",
         "_device",
         "_devices",
         "_out",
@@ -56,6 +58,7 @@ class WristbandRules:
         wristbands: dict[str, Wristband],
         device: DeviceStateRules,
         baselines: BaselineRules,
+        deadlines: Deadlines,
     ) -> None:
         self._contexts = contexts
         self._devices = contexts.devices  # the same dict for life: one lookup less per reading
@@ -65,6 +68,7 @@ class WristbandRules:
         self.wristbands = wristbands
         self._device = device
         self._baselines = baselines
+        self._deadlines = deadlines
 
     # -- telemetry -------------------------------------------------------------------
 
@@ -245,6 +249,7 @@ class WristbandRules:
                     self._out.clear(ctx, st, "inactivity", ts)
         elif st.moved_ts < 0:
             st.moved_ts = ts  # the clock of inactivity starts with the first count
+            self._deadlines.wake(ctx.device_id)
         st.steps = steps
         st.steps_ts = ts
 
@@ -310,7 +315,7 @@ class WristbandRules:
             if not st.worn:
                 self._device.set_worn(ctx, st, True, ts)
         elif kind == "power_off":
-            self._device.power_off(st)
+            self._device.power_off(ctx, st)
 
     def _alarm(self, ctx: DeviceContext, st: Wristband, body: WristbandEvent, kind: str) -> None:
         """A fall or an SOS: latched until a person resolves it."""
@@ -384,6 +389,35 @@ class WristbandRules:
                 round((now - idle_from) / MINUTE_MS),
                 round(spec.no_steps_for / 60),
             )
+
+    def deadline(self, ctx: DeviceContext, st: Wristband, now: int, day_start: int) -> int | None:
+        """The earliest clock time a tick could open a finding on this band (see `tick`)."""
+        due = self._device.deadline(ctx, st, now)
+        if due is None:
+            return None  # silent or offline: the waking rules wait for it to be heard
+        limits = ctx.limits
+        runs = st.runs
+        if not st.worn:
+            if st.not_worn_since < 0 or (runs is not None and "not_worn" in runs):
+                return due
+            since, hold_ms = st.not_worn_since, limits.device.not_worn_for * 1000
+        else:
+            if st.moved_ts < 0 or (runs is not None and "inactivity" in runs):
+                return due
+            since, hold_ms = st.moved_ts, limits.inactivity.no_steps_for * 1000
+        start = day_start + limits.waking_start_min * MINUTE_MS
+        end = day_start + limits.waking_end_min * MINUTE_MS
+        if start >= end:
+            return due  # no waking hours: these rules never open
+        if now >= end:  # today's waking hours are over: tomorrow's
+            start += DAY_MS
+            end += DAY_MS
+        # Counted from the later of `since` and the waking start, within waking hours; if not
+        # today, look again when tomorrow's begin.
+        waking_due = math.ceil(max(since, start) + hold_ms)
+        if waking_due >= end:
+            waking_due = start + DAY_MS if now >= start else start
+        return min(due, max(waking_due, now + 1))
 
     # -- the engine's housekeeping -----------------------------------------------------
 
