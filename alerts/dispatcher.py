@@ -26,8 +26,9 @@ from core.settings import AlertsTuning
 
 log = logging.getLogger(__name__)
 
-_BATCH = 200
-_CONCURRENCY = 16
+# Claimed at once: a fall that becomes due waits for at most one batch's sends.
+_BATCH = 64
+_CONCURRENCY = 32
 
 
 @dataclass(slots=True)
@@ -69,7 +70,8 @@ class Dispatcher:
         await self.recover()
         while not stop.is_set():
             try:
-                await self.step()
+                if await self.step() >= _BATCH:
+                    continue  # more may be due at once: no pause in the middle of a burst
             except Exception:
                 log.exception("dispatch pass failed; trying again shortly")
             waits = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -199,10 +201,15 @@ class Dispatcher:
     ) -> None:
         now = self.clock()
         async with self.database.sessions() as session, session.begin():
+            ids = [row_id for row_id, *_ in claimed]
+            rows = {
+                r.id: r
+                for r in await session.scalars(select(Notification).where(Notification.id.in_(ids)))
+            }
             for (row_id, channel, _, _, _, attempts), delivery in zip(
                 claimed, results, strict=True
             ):
-                row = await session.get(Notification, row_id)
+                row = rows.get(row_id)
                 if row is None:
                     continue
                 if delivery.ok:

@@ -47,14 +47,20 @@ class Outbox:
         *,
         acked_by: str | None = None,
         waited_min: int | None = None,
+        fresh: bool = False,
     ) -> int:
-        """Queue one message per person (critical: on every channel at once); skip repeats."""
-        rows = await session.execute(
-            select(Notification.recipient_key, Notification.channel).where(
-                Notification.alert_id == alert.id, Notification.step == step
+        """Queue one message per person (critical: on every channel at once); skip repeats.
+
+        `fresh`: the alert was created in this transaction, so it has no message to repeat.
+        """
+        existing: set[tuple[str, str]] = set()
+        if not fresh:
+            rows = await session.execute(
+                select(Notification.recipient_key, Notification.channel).where(
+                    Notification.alert_id == alert.id, Notification.step == step
+                )
             )
-        )
-        existing = {(key, channel) for key, channel in rows}
+            existing = {(key, channel) for key, channel in rows}
         worker_names = tuple(w.full_name for w in subject.workers)
         queued = 0
         seen: set[str] = set()

@@ -90,9 +90,7 @@ class AlertService:
         now = self.clock()
         changed: list[tuple[str, Alert]] = []
         async with self.database.sessions() as session, session.begin():
-            for finding in findings:
-                before = await self.book.state_of(session, finding)
-                alert = await self.book.apply(session, finding, now)
+            for before, alert in await self.book.apply_all(session, findings, now):
                 if alert is not None and alert.state != before:
                     changed.append((alert.state if before is not None else "raised", alert))
             if cursor is not None:

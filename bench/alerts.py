@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import math
 import os
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
+from tests.support.figures import percentile
 from tests.support.receiver import NotificationReceiver as Receiver
 from tests.support.seeds import bind_band, seed_care_grid
 from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
@@ -189,12 +189,6 @@ class Load:
 
 
 # -- measuring ----------------------------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest rank: the smallest value with at least p of the values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
 
 
 def summary(label: str, seconds: list[float]) -> str:
