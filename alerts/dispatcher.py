@@ -21,6 +21,7 @@ from alerts.decisions import FailureOutcome
 from alerts.lifecycle import AlertBook, utcnow
 from alerts.outbox import ACK_STEP
 from alerts.tables import FIRING, Alert, AlertEvent, Notification
+from alerts.templates import bundle
 from core.db import Database
 from core.settings import AlertsTuning
 
@@ -29,6 +30,38 @@ log = logging.getLogger(__name__)
 # Claimed at once: a fall that becomes due waits for at most one batch's sends.
 _BATCH = 64
 _CONCURRENCY = 32
+# Rows of the ladder to one worker in one claim that go as one message (templates.bundle).
+_BUNDLE_MIN = 3
+_BUNDLED_KINDS = frozenset({"raised", "updated", "escalated", "reminder"})
+_SEVERITIES = ("critical", "warning", "info")  # by the claim's rank
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A row claimed for sending: what it says, to whom, and how urgent its alert is."""
+
+    id: int
+    channel: str
+    target: str
+    title: str
+    body: str
+    attempts: int
+    audience: str
+    recipient_key: str
+    alert_id: int | None
+    kind: str
+    severity: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """One message on the wire: one row's, or a bundle of several to one person."""
+
+    rows: tuple[_Claimed, ...]
+    channel: str
+    target: str
+    title: str
+    body: str
 
 
 @dataclass(slots=True)
@@ -122,8 +155,8 @@ class Dispatcher:
         rank = case((Alert.severity == "critical", 0), (Alert.severity == "warning", 1), else_=2)
         async with self.database.sessions() as session, session.begin():
             due = (
-                await session.scalars(
-                    select(Notification.id)
+                await session.execute(
+                    select(Notification.id, rank)
                     .outerjoin(Alert, Alert.id == Notification.alert_id)
                     .where(Notification.state == "pending", Notification.due_at <= now)
                     .order_by(rank, Notification.due_at, Notification.id)
@@ -136,7 +169,9 @@ class Dispatcher:
             rows = (
                 await session.execute(
                     update(Notification)
-                    .where(Notification.id.in_(due), Notification.state == "pending")
+                    .where(
+                        Notification.id.in_([d[0] for d in due]), Notification.state == "pending"
+                    )
                     .values(state="sending", attempts=Notification.attempts + 1)
                     .returning(
                         Notification.id,
@@ -145,25 +180,78 @@ class Dispatcher:
                         Notification.title,
                         Notification.body,
                         Notification.attempts,
+                        Notification.audience,
+                        Notification.recipient_key,
+                        Notification.alert_id,
+                        Notification.kind,
                     )
                     .execution_options(synchronize_session=False)
                 )
             ).all()
-            order = {row_id: i for i, row_id in enumerate(due)}
-            claimed: list[tuple[int, str, str, str, str, int]] = sorted(
-                ((r.id, r.channel, r.target, r.title, r.body, r.attempts) for r in rows),
-                key=lambda row: order[row[0]],
+            order = {row_id: (i, severity) for i, (row_id, severity) in enumerate(due)}
+            claimed = sorted(
+                (
+                    _Claimed(
+                        r.id,
+                        r.channel,
+                        r.target,
+                        r.title,
+                        r.body,
+                        r.attempts,
+                        r.audience,
+                        r.recipient_key,
+                        r.alert_id,
+                        r.kind,
+                        _SEVERITIES[order[r.id][1]],
+                    )
+                    for r in rows
+                ),
+                key=lambda row: order[row.id][0],
             )
         if not claimed:
             return 0
+        sendings = self._bundled(claimed, now)
         results = await asyncio.gather(
-            *(
-                self._deliver(channel, target, title, body)
-                for _, channel, target, title, body, _ in claimed
-            )
+            *(self._deliver(s.channel, s.target, s.title, s.body) for s in sendings)
         )
-        await self._record(claimed, results)
+        await self._record(sendings, results)
         return len(claimed)
+
+    def _bundled(self, claimed: list[_Claimed], now: datetime) -> list[_Sending]:
+        """One message per row, but several rows of the ladder to one worker: one message.
+
+        Families always get their own resident's message, and everyone a critical alert's
+        (a fall, an SOS: the full text, at once); acknowledgements and all-clears go one
+        by one. The order is the claim's: a bundle goes where its first row was.
+        """
+        groups: dict[tuple[str, str, str], list[_Claimed]] = {}
+        for row in claimed:
+            if (
+                row.audience != "family"
+                and row.severity != "critical"
+                and row.kind in _BUNDLED_KINDS
+                and row.alert_id
+            ):
+                groups.setdefault((row.recipient_key, row.channel, row.target), []).append(row)
+        sendings: list[_Sending] = []
+        done: set[tuple[str, str, str]] = set()
+        for row in claimed:
+            key = (row.recipient_key, row.channel, row.target)
+            group = groups.get(key, ())
+            if len(group) < _BUNDLE_MIN or row not in group:
+                sendings.append(_Sending((row,), row.channel, row.target, row.title, row.body))
+                continue
+            if key in done:
+                continue
+            done.add(key)
+            outbox = self.book.outbox
+            items = [
+                (r.title, outbox.ack_url(r.alert_id or 0, r.recipient_key, now)) for r in group
+            ]
+            worst = min(group, key=lambda r: _SEVERITIES.index(r.severity)).severity
+            title, body = bundle(items, worst, self.book.lang)
+            sendings.append(_Sending(tuple(group), row.channel, row.target, title, body))
+        return sendings
 
     async def _deliver(self, channel: str, target: str, title: str, body: str) -> Delivery:
         try:
@@ -194,31 +282,29 @@ class Dispatcher:
             return channel_url(tuning.wechat_url, wechat=target)
         return _permanent(f"unknown channel {channel!r}")
 
-    async def _record(
-        self,
-        claimed: list[tuple[int, str, str, str, str, int]],
-        results: list[Delivery],
-    ) -> None:
+    async def _record(self, sendings: list[_Sending], results: list[Delivery]) -> None:
         now = self.clock()
         async with self.database.sessions() as session, session.begin():
-            ids = [row_id for row_id, *_ in claimed]
+            ids = [row.id for sending in sendings for row in sending.rows]
             rows = {
                 r.id: r
                 for r in await session.scalars(select(Notification).where(Notification.id.in_(ids)))
             }
-            for (row_id, channel, _, _, _, attempts), delivery in zip(
-                claimed, results, strict=True
-            ):
-                row = rows.get(row_id)
-                if row is None:
-                    continue
-                if delivery.ok:
-                    event = self._delivered(row, channel, now)
-                else:
-                    event = await self._failed(session, row, delivery, attempts, now)
-                if row.alert_id is not None:
+            for sending, delivery in zip(sendings, results, strict=True):
+                for claimed in sending.rows:
+                    row = rows.get(claimed.id)
+                    if row is None:
+                        continue
+                    if delivery.ok:
+                        event = self._delivered(row, claimed.channel, now)
+                    else:
+                        event = await self._failed(session, row, delivery, claimed.attempts, now)
+                    if row.alert_id is None:
+                        continue
                     detail: dict[str, object] = {"step": row.step, "kind": row.kind}
-                    detail["attempt"] = attempts
+                    detail["attempt"] = claimed.attempts
+                    if len(sending.rows) > 1:
+                        detail["bundle"] = len(sending.rows)  # sent as one message with others
                     if not delivery.ok:
                         detail["error"] = delivery.detail[:200]
                     session.add(
@@ -226,7 +312,7 @@ class Dispatcher:
                             alert_id=row.alert_id,
                             at=now,
                             kind=event,
-                            channel=channel,
+                            channel=claimed.channel,
                             recipient=row.recipient_name,
                             detail=detail,
                         )

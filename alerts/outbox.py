@@ -137,6 +137,12 @@ class Outbox:
         )
         return getattr(result, "rowcount", 0) or 0
 
+    def ack_url(self, alert_id: int, recipient_key: str, sent_at: datetime) -> str:
+        """The signed link by which this person acknowledges this alert."""
+        expires = int(sent_at.timestamp() + self.tuning.link_lifetime)
+        token = links.sign(self.secret, alert_id, recipient_key, expires)
+        return f"{self.tuning.public_url.rstrip('/')}/a/{token}"
+
     def _context(
         self,
         alert: Alert,
@@ -148,8 +154,6 @@ class Outbox:
     ) -> MessageContext:
         finding: dict[str, Any] = alert.finding or {}
         resident = subject.resident
-        expires = int(sent_at.timestamp() + self.tuning.link_lifetime)
-        token = links.sign(self.secret, alert.id, recipient.key, expires)
         return MessageContext(
             rule=alert.rule,
             severity=alert.severity,
@@ -168,7 +172,7 @@ class Outbox:
             detail=finding.get("detail") or {},
             health_notes=resident.health_notes if resident is not None else None,
             note=alert.resolution_note,
-            ack_url=f"{self.tuning.public_url.rstrip('/')}/a/{token}",
+            ack_url=self.ack_url(alert.id, recipient.key, sent_at),
             step=step,
             flapping=alert.flapping,
         )

@@ -5,6 +5,7 @@ Pure functions, no clock, no I/O; how messages are kept short: docs/alerts.md, "
 
 from __future__ import annotations
 
+from alerts.templates.bundle import bundle
 from alerts.templates.context import DEFAULT_TZ, Audience, Lang, MessageContext, MessageKind
 from alerts.templates.digest import digest
 from alerts.templates.render import render
@@ -16,6 +17,7 @@ __all__ = [
     "Lang",
     "MessageContext",
     "MessageKind",
+    "bundle",
     "digest",
     "render",
     "sms_length",

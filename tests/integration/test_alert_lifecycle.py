@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from alerts import links
 from alerts.channels import Channels, Delivery
 from alerts.service import AlertService
 from alerts.tables import ACKNOWLEDGED, FIRING, RESOLVED, Alert, AlertEvent, Notification
@@ -488,3 +489,42 @@ async def check_invariants(world: World) -> None:
             assert alert.open_key is not None
             open_keys[alert.open_key] += 1
     assert all(count == 1 for count in open_keys.values())
+
+
+def _bin_finding(world: World, device: str, rule: str = "bin_full") -> Finding:
+    ms = int(world.clock.now.timestamp() * 1000)
+    return Finding(
+        rule=rule,
+        subject_kind=SubjectKind.BIN,
+        subject=device,
+        active=True,
+        severity=Severity.WARNING,
+        ts=ms,
+        since=ms,
+        device_id=device,
+        grid_id=world.grid_id,
+    )
+
+
+def test_a_burst_reaches_the_worker_as_one_message_and_families_one_by_one(world: World) -> None:
+    async def run() -> None:
+        bins = [_bin_finding(world, f"b{i}") for i in range(5)]
+        await world.service.publish([*bins, world.finding("fall", latched=True)])
+        await world.service.dispatcher.step()
+        to_worker = [(t, b) for u, t, b in world.sent if u.endswith("/wechat/wangfang")]
+        # The fall alone (critical: its own message first), then the five bins in one.
+        assert [t for t, _ in to_worker][1] == "【提醒】5条告警待处理"
+        lines = to_worker[1][1].splitlines()
+        assert len(lines) == 6 and all("/a/" in line for line in lines[1:])
+        family = [u for u, _, _ in world.sent if "zhangxm" in u or "13800000001" in u]
+        assert len(family) == 2  # the fall, on both of the family's channels
+        notified = await world.events("notified")
+        assert [e.detail.get("bundle", 1) for e in notified].count(5) == 5
+        # Each line's link acknowledges its own alert.
+        token = lines[3].rsplit("/a/", 1)[1].rstrip("）")
+        claim = links.verify(world.settings.secret_key or "", token, int(T0.timestamp()))
+        assert claim is not None and claim.recipient_key.startswith("user:")
+        alerts = {a.id: a for a in await world.alerts()}
+        assert alerts[claim.alert_id].subject == "b2"
+
+    asyncio.run(run())

@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts.templates import Audience, Lang, MessageContext, MessageKind, digest, render, sms_length
+from alerts.templates import (
+    Audience,
+    Lang,
+    MessageContext,
+    MessageKind,
+    bundle,
+    digest,
+    render,
+    sms_length,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 AT = int(datetime(2025, 6, 12, 14, 32, tzinfo=SHANGHAI).timestamp() * 1000)
@@ -713,3 +722,24 @@ def test_digest_empty_and_long() -> None:
     many = [replace(DIGEST[0], at_ms=AT + i * 60_000) for i in range(25)]
     body = digest(many, Audience.WORKER, Lang.ZH)[1]
     assert "垃圾桶即将装满（25条）" in body and body.endswith("……另有5条")
+
+
+def test_a_bundle_lists_each_alert_with_its_link_under_the_worst_prefix() -> None:
+    items = [("【提醒】1栋SpO2偏低", "http://x/a/1"), ("【紧急】2栋疑似跌倒", "http://x/a/2")]
+    title, body = bundle(items, "critical", Lang.ZH)
+    assert title == "【紧急】2条告警待处理"
+    assert body.splitlines() == [
+        "【紧急】2条告警待处理，请逐条确认：",
+        "1. 【提醒】1栋SpO2偏低（确认：http://x/a/1）",
+        "2. 【紧急】2栋疑似跌倒（确认：http://x/a/2）",
+    ]
+    title, body = bundle(items, "warning", Lang.EN)
+    assert title == "[Warning] 2 alerts to handle"
+    assert body.splitlines()[1] == "1. 【提醒】1栋SpO2偏低 (acknowledge: http://x/a/1)"
+
+
+def test_a_long_bundle_says_how_many_more() -> None:
+    _, body = bundle([(f"告警{i}", f"http://x/a/{i}") for i in range(45)], "warning")
+    lines = body.splitlines()
+    assert len(lines) == 1 + 30 + 1
+    assert lines[-1] == "……另有15条"
