@@ -76,6 +76,18 @@ class FindingFeed:
     async def run(self, stop: asyncio.Event) -> None:
         """Apply what the journal holds and follows, until `stop` (then what is already there)."""
         start = await self.alerts.cursor(self.reader)
+        end = self.journal.next_lsn - 1
+        if start > end:
+            # The stored position is past this journal's end: another journal (the worker's
+            # state folder was lost, or another worker took its partition). All of it is new.
+            log.warning(
+                "alert cursor %s is at %d but this journal ends at %d: a new journal; "
+                "applying it from its start",
+                self.reader,
+                start,
+                end,
+            )
+            start = 0
         self.metrics.applied_lsn = start
         self.journal.mark(self.reader, start)
         reader = self.journal.reader(start + 1)

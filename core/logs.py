@@ -11,6 +11,8 @@ import msgspec
 from core.phones import mask_phone
 
 _encoder = msgspec.json.Encoder()
+
+
 def mask_name(name: str) -> str:
     """张** for 张建国: enough for a grid worker to recognise, not to identify."""
     return name[:1] + "*" * max(len(name) - 1, 1) if name else name

@@ -42,9 +42,33 @@ class IngestTuning(BaseModel):
     spool_replay_interval: float = Field(2.0, gt=0)
     downstream_queue: int = Field(10_000, ge=1, description="readings queued for the rules at most")
     deadletter_topic: str = "cw/v1/deadletter"
+    partition: str | None = Field(
+        None,
+        pattern=r"^[0-9]+/[1-9][0-9]*$",
+        description="this worker's share of the fleet, i/n (0-based): the devices whose id "
+        "hashes to i; every worker reads every message and keeps its own (docs/scaling.md)",
+    )
     devices_file: Path | None = Field(
         None, description="CSV of device_id,kind,grid,building,category giving tags to points"
     )
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, value: str | None) -> str | None:
+        if value is not None:
+            index, count = (int(n) for n in value.split("/"))
+            if index >= count:
+                msg = f"partition {value!r}: i must be below n (0/2 and 1/2 for two workers)"
+                raise ValueError(msg)
+        return value
+
+    @property
+    def share(self) -> tuple[int, int] | None:
+        """(i, n) of `partition`, None: this worker reads the whole fleet."""
+        if self.partition is None:
+            return None
+        index, count = self.partition.split("/")
+        return int(index), int(count)
 
 
 class RulesTuning(BaseModel):

@@ -157,9 +157,7 @@ async def list_buildings(session: AsyncSession, scope: Scope) -> Sequence[Buildi
     return (await session.scalars(query)).all()
 
 
-async def create_user(
-    session: AsyncSession, scope: Scope, *, password: str, **fields: Any
-) -> User:
+async def create_user(session: AsyncSession, scope: Scope, *, password: str, **fields: Any) -> User:
     """Create a user who logs in (admin); a supervisor belongs to a community."""
     require_admin(scope)
     username = fields["username"]

@@ -16,6 +16,7 @@ class IngestMetrics:
     written: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     redelivered: int = 0
+    foreign: int = 0  # other workers' devices (a partitioned worker): acknowledged, not kept
     spooled: int = 0
     replayed: int = 0
     write_errors: int = 0
@@ -45,6 +46,7 @@ class IngestMetrics:
             "rejected": dict(self.rejected),
             "rejected_total": self.rejected_total,
             "redelivered": self.redelivered,
+            "foreign": self.foreign,
             "spooled": self.spooled,
             "replayed": self.replayed,
             "write_errors": self.write_errors,
@@ -75,6 +77,9 @@ class IngestMetrics:
                 by_label=self.rejected,
             ),
             Metric("redelivered_total", "counter", "Duplicates dropped by seq.", self.redelivered),
+            Metric(
+                "foreign_total", "counter", "Other partitions' messages, not kept.", self.foreign
+            ),
             Metric("spooled_total", "counter", "Points written to the disk spool.", self.spooled),
             Metric("replayed_total", "counter", "Spooled points later written.", self.replayed),
             Metric(

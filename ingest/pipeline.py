@@ -21,6 +21,7 @@ from ingest.points import LineEncoder
 from ingest.status import DeviceStatusBook
 from protocol.decode import Decoded, Decoder
 from protocol.models import Reading, Rejection, StatusChange
+from protocol.topics import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,10 @@ class Ingester:
         consumers: Sequence[ReadingConsumer] = (),
         downstream_high: int = 10_000,
         clock: Callable[[], int] = time.time_ns,
+        share: tuple[int, int] | None = None,
     ) -> None:
         self._decoder = decoder
+        self._share = share  # (i, n): keep only the devices of partition i of n
         self._encoder = encoder
         self._writer = writer
         self._deadletters = deadletters
@@ -193,8 +196,13 @@ class Ingester:
             self._cut()
             batch = self._batch = _Batch(flow.generation)
         now_ms = self._clock() // 1_000_000
+        share = self._share
         try:
-            item = self._decoder.decode(topic, payload, now_ms)
+            if share is not None and partition_of(topic, share[1]) != share[0]:
+                metrics.foreign += 1  # another worker's device: acknowledged, not kept
+                item = None
+            else:
+                item = self._decoder.decode(topic, payload, now_ms)
             if type(item) is Reading:
                 body = item.body
                 seq = body.seq
@@ -209,7 +217,7 @@ class Ingester:
                     self.status.seen(item, now_ms)
                     for downstream in self._downstream:
                         downstream.put(item)
-            else:
+            elif item is not None:
                 self._not_a_reading(item, topic, payload, now_ms)
         except Exception:
             # A bug here must cost one message, not the connection; keep it visible.

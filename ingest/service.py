@@ -119,6 +119,7 @@ class IngestService:
             deadletter_topic=tuning.deadletter_topic,
             consumers=self.consumers,
             downstream_high=tuning.downstream_queue,
+            share=tuning.share,
         )
         self.subscriber = MqttSubscriber(session_options(settings), self.ingester.on_publish)
         self.ingester.attach(self.subscriber)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from typing import Final, NamedTuple
 
 from protocol.exceptions import TopicError
@@ -44,3 +45,15 @@ def parse_topic(topic: str) -> DeviceTopic:
 def device_topic(kind: Kind | str, device_id: str, channel: Channel | str) -> str:
     """The topic a device publishes on (the inverse of parse_topic)."""
     return f"{PREFIX}{Kind(kind).value}/{device_id}/{Channel(channel).value}"
+
+
+def partition_of(topic: str, partitions: int) -> int:
+    """Which of `partitions` workers owns the device of `topic` (a stable hash of its id).
+
+    Every worker computes the same owner for a device, so all of its readings reach one
+    worker (docs/scaling.md). A topic that names no device belongs to partition 0.
+    """
+    parts = topic.split("/", 4)
+    if len(parts) != 5:
+        return 0
+    return zlib.crc32(parts[3].encode()) % partitions

@@ -70,9 +70,7 @@ def test_a_crash_between_journal_and_alert_book_loses_and_repeats_nothing(
 
         async with world.database.sessions() as session:
             alerts = {a.rule: a for a in await session.scalars(select(Alert))}
-            kinds = Counter(
-                (e.alert_id, e.kind) for e in await session.scalars(select(AlertEvent))
-            )
+            kinds = Counter((e.alert_id, e.kind) for e in await session.scalars(select(AlertEvent)))
         assert set(alerts) == {"hr_high", "fall"}  # one alert each, none twice
         assert alerts["hr_high"].state == RESOLVED
         for alert in alerts.values():
@@ -125,6 +123,32 @@ def test_a_failing_database_is_retried_and_applies_everything_once(tmp_path: Pat
         async with world.database.sessions() as session:
             rules = sorted(a.rule for a in await session.scalars(select(Alert)))
         assert rules == ["fall", "hr_high"]
+        world.receiver.stop()
+
+    asyncio.run(run())
+
+
+def test_a_new_journal_behind_the_stored_cursor_is_applied_from_its_start(
+    tmp_path: Path,
+) -> None:
+    """A worker's state folder lost, or its partition taken by another: the cursor is stale."""
+
+    async def run() -> None:
+        world = World(tmp_path)
+        await world.setup()
+        old = Journal(tmp_path / "old")
+        first = Entry(1, findings=[world.finding("battery_low", severity=Severity.WARNING)])
+        await old.append([encode_entry(first)] + [encode_entry(Entry(2, tick=True))] * 9)
+        await drain(FindingFeed(old, world.service))
+        assert await world.service.cursor("alerts") == 10
+
+        new = Journal(tmp_path / "new")
+        await new.append([encode_entry(e) for e in entries(world)])
+        await drain(FindingFeed(new, world.service))
+        async with world.database.sessions() as session:
+            rules = {a.rule for a in await session.scalars(select(Alert))}
+        assert rules == {"battery_low", "hr_high", "fall"}
+        assert await world.service.cursor("alerts") == 4
         world.receiver.stop()
 
     asyncio.run(run())

@@ -65,8 +65,9 @@ def test_sigkill_mid_tachycardia_opens_one_alert_at_the_right_time(
     # Event time, ten minutes ago: normal for a minute, then 140 bpm for five minutes.
     start = (time.time_ns() // 1_000_000 // STEP_MS) * STEP_MS - 10 * 60_000
     onset = start + 60_000
-    readings = [(start + i * STEP_MS, 80.0 if start + i * STEP_MS < onset else 140.0)
-                for i in range(37)]
+    readings = [
+        (start + i * STEP_MS, 80.0 if start + i * STEP_MS < onset else 140.0) for i in range(37)
+    ]
     before_kill = [r for r in readings if r[0] < onset + 2 * 60_000]  # two minutes into it
 
     ingest = ingest_process(env)
@@ -86,7 +87,7 @@ def test_sigkill_mid_tachycardia_opens_one_alert_at_the_right_time(
 
     ingest.start()
     wait_until(lambda: healthy(listen), 30, "the restarted ingester")
-    publish_hr(stack, readings[len(before_kill):])
+    publish_hr(stack, readings[len(before_kill) :])
     wait_until(
         lambda: any(f.rule == "hr_high" for f in read_findings(findings_file)),
         30,
@@ -102,4 +103,3 @@ def test_sigkill_mid_tachycardia_opens_one_alert_at_the_right_time(
     with sqlite3.connect(stack.state_dir / "carewatch.db") as db:
         alerts = db.execute("SELECT COUNT(*) FROM alerts WHERE rule = 'hr_high'").fetchone()[0]
     assert alerts == 1
-

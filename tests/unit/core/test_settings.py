@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
+import yaml  # type: ignore[import-untyped]  # apprise depends on it; no stubs installed
 from pydantic import ValidationError
 
 from carewatch.cli import main
@@ -77,3 +80,34 @@ def test_missing_config_file_is_named(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("CAREWATCH_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(FileNotFoundError, match=r"nope\.toml"):
         Settings()
+
+
+def test_a_partition_is_i_of_n() -> None:
+    assert Settings(ingest={"partition": "1/3"}).ingest.share == (1, 3)
+    assert Settings().ingest.share is None
+    for bad in ("3/3", "1/0", "one/two", "1"):
+        with pytest.raises(ValidationError, match="partition"):
+            Settings(ingest={"partition": bad})
+
+
+def test_every_compose_service_sets_only_settings_that_exist(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker-compose.yml cannot run here: at least its CAREWATCH_ variables must parse."""
+    compose = yaml.safe_load((Path(__file__).parents[3] / "docker-compose.yml").read_text())
+    default = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")
+    shares = []
+    for name, service in compose["services"].items():
+        env = {k: default.sub(r"\1", str(v)) for k, v in (service.get("environment") or {}).items()}
+        if not any(k.startswith("CAREWATCH_") for k in env):
+            continue
+        for key in [k for k in os.environ if k.startswith("CAREWATCH_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()  # raises on a misspelt nested variable (extra="forbid")
+        if settings.ingest.share is not None:
+            shares.append((settings.ingest.share, settings.ingest.client_id, name))
+    # The cluster's workers: every partition once, each with its own session.
+    assert sorted(s for s, _, _ in shares) == [(0, 2), (1, 2)]
+    assert len({client for _, client, _ in shares}) == len(shares)
