@@ -206,8 +206,11 @@ async def run(args: argparse.Namespace, root: Path) -> int:
         if f.rule == "fall" and path in first
     ]
     fall_ranks = [i + 1 for i, path in enumerate(order) if family[path].rule == "fall"]
+    posts = arrivals.read_text().splitlines() if arrivals.exists() else []
+    to_workers = sum(1 for line in posts if "/wechat/worker" in line)
     print(f"journaled {len(burst)} findings in {published - start_ms / 1000:.2f} s")
     print(f"alerts opened {opened}/{len(burst)}; families told {len(first)}/{len(family)}")
+    print(f"messages: {len(posts)}, of them {to_workers} to the {GRIDS} grid workers")
     if lat:
         print(
             f"finding -> first message: p50 {statistics.median(lat):.2f} s, "
