@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Item = Reading | StatusChange
 _CHUNK = 1000  # items a consumer handles before it settles them
+_WRITES_IN_FLIGHT = 2  # batches written to InfluxDB at once (acknowledged in order)
 
 
 class ReadingConsumer(Protocol):
@@ -276,27 +278,35 @@ class Ingester:
     async def _drain_locked(self) -> None:
         metrics = self.metrics
         while self._full:
-            batch = self._full[0]
-            if batch.lines:
-                body = "\n".join(batch.lines).encode()
-                try:
-                    await self._writer.write(body, len(batch.lines))
-                except SpoolError as exc:
+            # Two writes in flight: one slow InfluxDB answer (a compaction) does not hold the
+            # stream. They settle and are acknowledged in order, as MQTT wants PUBACKs.
+            ahead = list(itertools.islice(self._full, _WRITES_IN_FLIGHT))
+            outcomes = await asyncio.gather(
+                *(self._write(batch) for batch in ahead), return_exceptions=True
+            )
+            for batch, outcome in zip(ahead, outcomes, strict=True):
+                if isinstance(outcome, SpoolError):
                     # Neither InfluxDB nor the disk takes it: keep it unacknowledged (the
                     # broker keeps the messages) and try again shortly.
-                    log.critical("%s; InfluxDB is down too, retrying in 1 s", exc)
+                    log.critical("%s; InfluxDB is down too, retrying in 1 s", outcome)
                     await asyncio.sleep(1.0)
                     return
-            for downstream, mark in zip(self._downstream, batch.marks, strict=True):
-                await downstream.caught_up(mark)
-            self._full.popleft()
-            metrics.batches += 1
-            if self._flow is not None and batch.acks:
-                self._flow.ack(batch.acks, batch.generation)
-            metrics.pending -= batch.messages
-            if "writer" in self._paused_by and metrics.pending < self._max_pending // 2:
-                self._pressure("writer", False)
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                for downstream, mark in zip(self._downstream, batch.marks, strict=True):
+                    await downstream.caught_up(mark)
+                self._full.popleft()
+                metrics.batches += 1
+                if self._flow is not None and batch.acks:
+                    self._flow.ack(batch.acks, batch.generation)
+                metrics.pending -= batch.messages
+                if "writer" in self._paused_by and metrics.pending < self._max_pending // 2:
+                    self._pressure("writer", False)
         metrics.downstream_depth = sum(len(d.queue) for d in self._downstream)
+
+    async def _write(self, batch: _Batch) -> None:
+        if batch.lines:
+            await self._writer.write("\n".join(batch.lines).encode(), len(batch.lines))
 
     async def flush(self) -> None:
         """Make everything received so far durable and acknowledged (shutdown, tests)."""

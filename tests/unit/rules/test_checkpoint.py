@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import msgspec
+import numpy as np
 import pytest
 
 from protocol.models import Kind
+from rules.checkpoint import CHECKPOINT_VERSION, Checkpoint, decode_checkpoint, encode_checkpoint
 from rules.exceptions import CheckpointError
 from rules.findings import Severity
+from rules.state import Baseline
 from tests.support.rules import HOUR, MIN, SEC, T0, Rig, bev, bin_, brief, btm, ev, only, series, tm
 
 
@@ -83,3 +87,18 @@ def test_restore_refuses_another_version() -> None:
     data = rig.engine.snapshot().replace(b"\xa7version\x01", b"\xa7version\x09")
     with pytest.raises(CheckpointError, match="checkpoint version 9"):
         Rig().engine.restore(data)
+
+
+def test_a_checkpoint_written_with_dtype_names_still_restores() -> None:
+    """Arrays were saved as ("uint32", [shape], bytes) until 2026-12-08; now as ("<u4", ...)."""
+    old_enc = msgspec.msgpack.Encoder(enc_hook=lambda a: [str(a.dtype), list(a.shape), a.tobytes()])
+    baseline = Baseline.new(14)
+    baseline.hist[3] = 7
+    baseline.days[1] = (61.0, 97.0)
+    checkpoint = Checkpoint(CHECKPOINT_VERSION, 0, {}, {}, {}, {"r1": baseline})
+    restored = decode_checkpoint(old_enc.encode(checkpoint)).baselines["r1"]
+    assert restored.hist[3] == 7 and restored.hist.dtype == np.uint32
+    assert restored.days[1].tolist() == [61.0, 97.0]
+    again = decode_checkpoint(encode_checkpoint(checkpoint)).baselines["r1"]
+    assert np.array_equal(again.hist, baseline.hist)
+    assert np.array_equal(again.days, baseline.days, equal_nan=True)
