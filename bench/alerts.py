@@ -27,10 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select
 
 from alerts.tables import Alert
-from carewatch.migrations import migrate
 from core.db import Database
 from core.settings import MqttTarget
-from devices.tables import EmergencyContact, Resident
 from simulators.credentials import derive_password
 from simulators.fleet import run_fleet
 from simulators.manifest import build_fleet
@@ -38,7 +36,7 @@ from simulators.models import FleetConfig, FleetReport
 from simulators.scenarios import parse_spec
 from tests.support.figures import percentile
 from tests.support.receiver import NotificationReceiver as Receiver
-from tests.support.seeds import bind_band, seed_care_grid
+from tests.support.seeds import contact_phone, contact_wechat, register_bands
 from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.stack import healthy
 from tests.support.waiting import wait_until
@@ -46,54 +44,9 @@ from tests.support.waiting import wait_until
 PREFIX = "bench-"
 SECRET = "bench-alerts-secret"
 FIRST_FALL = 3.0  # seconds after the fleet starts: every band is connected by then
-SURNAMES = "张王李赵刘陈杨黄周吴徐孙马朱胡郭何林罗高"
 
 
-def contact_phone(i: int) -> str:
-    return f"1380000{i:04d}"
-
-
-def contact_wechat(i: int) -> str:
-    return f"family{i:04d}"
-
-
-# -- the provider stand-in ----------------------------------------------------------------
-
-
-# -- the registry -------------------------------------------------------------------------
-
-
-async def register(url: str, device_ids: list[str]) -> None:
-    """One grid with a worker and a supervisor; per band a resident with one contact."""
-    database = Database(url)
-    try:
-        await migrate(database)
-        async with database.sessions() as session, session.begin():
-            care = await seed_care_grid(session)
-            for i, device_id in enumerate(device_ids):
-                resident = Resident(
-                    grid_id=care.grid_id,
-                    name=f"{SURNAMES[i % len(SURNAMES)]}建国",
-                    gender="男",
-                    birth_year=1940 + i % 15,
-                    unit=f"{i // 10 + 1}单元",
-                    room=f"{i % 10 + 1}01",
-                )
-                resident.contacts.append(
-                    EmergencyContact(
-                        position=0,
-                        name="家属",
-                        relation="子女",
-                        phone=contact_phone(i),
-                        wechat=contact_wechat(i),
-                        channels=["sms", "wechat"],
-                    )
-                )
-                session.add(resident)
-                await session.flush()
-                await bind_band(session, device_id, resident.id, care.grid_id)
-    finally:
-        await database.dispose()
+# -- the registry (tests.support.seeds.register_bands) ------------------------------------
 
 
 async def opened_at(url: str) -> dict[str, float]:
@@ -287,7 +240,7 @@ def run(args: argparse.Namespace, root: Path) -> Run:
     influx.start()
     try:
         url = f"sqlite+aiosqlite:///{root / 'registry.db'}"
-        asyncio.run(register(url, bands))
+        asyncio.run(register_bands(url, bands))
         broker.add_users((d, derive_password(SECRET, d)) for d in bands)
         listen = f"{HOST}:{free_port()}"
         with log_path.open("wb") as log:

@@ -8,10 +8,16 @@ alerts on) and rules off, for comparison. `--storm` makes every band cross limit
 at once (SpO2 dips into the low band twice, batteries run down below 15 % and are
 recharged), the moment CareWatch exists for; without it the stream is quiet.
 
+Every band is registered (tests/support/seeds.py: a resident with one family contact,
+one grid with its worker), so findings become alerts that notify people, through
+apprise's `json://` to a local receiver standing in for the SMS and WeChat providers.
+
 Prints per run: msg/s until every point is queryable (QoS 1) or until the
 ingester stops receiving (QoS 0), landed/sent, findings journaled, alerts opened,
-how long after the last message the alert side caught up with the journal, and
-the ingester's peak RSS. The fall-to-SMS latency under load is `bench/alerts.py`.
+how long after the last message the alert side caught up with the journal, the
+p99 from a finding (journaled) to its alert's first family notification (recorded
+as sent), and the ingester's peak RSS. The fall-to-SMS latency under load is
+`bench/alerts.py`.
 
     .venv/bin/python bench/ingest.py [--messages 300000] [--devices 1000] [--storm]
         [--no-rules] [--qos 1|0|both]
@@ -21,22 +27,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.journal import read_folder
 from core.settings import MqttTarget
 from protocol.codec import clean_connect_packet, publish_qos0_packet
+from rules.journal import decode_entry
 from simulators.wire import Publisher
+from tests.support.figures import percentile
+from tests.support.receiver import NotificationReceiver
+from tests.support.seeds import register_bands
 from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.stack import healthy
 from tests.support.waiting import wait_until
@@ -62,6 +76,7 @@ class Result:
     findings: int = 0
     alerts: int = 0
     alert_catch_up: float = 0.0
+    notified: list[float] | None = None  # per alert: finding journaled -> first family message
     peak_rss_mb: float = 0.0
 
     @property
@@ -166,16 +181,38 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+class JournalKeeper(threading.Thread):
+    """Hard-links each rule journal segment into `keep` as it appears: the service trims
+    them once applied, and the latency figure needs every finding's journal time."""
+
+    def __init__(self, journal: Path, keep: Path) -> None:
+        super().__init__(daemon=True)
+        self.journal, self.keep = journal, keep
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        self.keep.mkdir(parents=True, exist_ok=True)
+        while not self.done.wait(0.05):
+            for segment in self.journal.glob("*.seg"):
+                link = self.keep / segment.name
+                if not link.exists():
+                    with contextlib.suppress(FileNotFoundError):  # trimmed meanwhile
+                        link.hardlink_to(segment)
+
+
 def run_one(
     config: Config,
     broker: Mosquitto,
     influx: InfluxDB,
     messages: list[tuple[str, bytes]],
     root: Path,
+    receiver: NotificationReceiver,
 ) -> Result:
     """One configuration against a fresh ingester, state folder and database."""
     state = root / f"state-{config.name}-q{config.qos}"
     listen = f"{HOST}:{free_port()}"
+    bands = sorted({topic.split("/")[3] for topic, _ in messages})
+    asyncio.run(register_bands(f"sqlite+aiosqlite:///{state / 'carewatch.db'}", bands))
     env = dict(os.environ)
     env.update(
         {
@@ -187,8 +224,13 @@ def run_one(
             "CAREWATCH_LOG_LEVEL": "WARNING",
             "CAREWATCH_RULES__ENABLED": "true" if config.rules else "false",
             "CAREWATCH_INGEST__CLIENT_ID": f"carewatch-bench-{config.name}-q{config.qos}",
+            "CAREWATCH_ALERTS__SMS_URL": receiver.url("/sms/{phone}"),
+            "CAREWATCH_ALERTS__WECHAT_URL": receiver.url("/wechat/{wechat}"),
+            "CAREWATCH_ALERTS__QUIET_HOURS": "00:00-00:00",  # whatever the hour of the run
         }
     )
+    keeper = JournalKeeper(state / "journal", root / f"journal-{config.name}-q{config.qos}")
+    keeper.start()
     proc = subprocess.Popen([sys.executable, "-m", "carewatch", "ingest"], env=env)
     result = Result(config, len(messages))
     try:
@@ -202,13 +244,47 @@ def run_one(
             caught_up = _wait_feed(listen)
             result.alert_catch_up = max(0.0, caught_up - published)
             result.findings = int(metrics(listen).get("carewatch_rules_findings_total", 0))
+            wait_until(lambda: _sends_settled(state), 120, "the notifications to be sent")
     finally:
         proc.terminate()
         proc.wait(60)
+        keeper.done.set()
+        keeper.join()
     if config.rules:
         with sqlite3.connect(state / "carewatch.db") as db:
             result.alerts = db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+        result.notified = _finding_to_family(state / "carewatch.db", keeper.keep)
     return result
+
+
+def _sends_settled(state: Path) -> bool:
+    with sqlite3.connect(state / "carewatch.db") as db:
+        due = db.execute("SELECT COUNT(*) FROM notifications WHERE state IN ('pending', 'sending')")
+        return due.fetchone()[0] == 0
+
+
+def _finding_to_family(registry: Path, journal: Path) -> list[float]:
+    """Per alert that told a family: its subject's first finding of the rule (journal time)
+    to the first family notification recorded as sent. Grouped alerts tell nobody: skipped."""
+    first_at: dict[tuple[str, str], int] = {}
+    for payload in read_folder(journal):
+        entry = decode_entry(payload)
+        for f in entry.findings:
+            if f.active:
+                first_at.setdefault((f.subject, f.rule), entry.at)
+    with sqlite3.connect(registry) as db:
+        rows = db.execute(
+            "SELECT a.subject, a.rule, MIN(n.sent_at) FROM alerts a"
+            " JOIN notifications n ON n.alert_id = a.id"
+            " WHERE n.audience = 'family' AND n.state = 'sent' GROUP BY a.id"
+        ).fetchall()
+    out = []
+    for subject, rule, sent_at in rows:
+        at = first_at.get((subject, rule))
+        if at is not None and sent_at:
+            sent = datetime.fromisoformat(sent_at).replace(tzinfo=UTC)  # SQLite: naive UTC
+            out.append(sent.timestamp() - at / 1000)
+    return out
 
 
 def _wait_written(listen: str, pid: int, result: Result, total: int) -> tuple[int, float]:
@@ -249,6 +325,13 @@ def report(result: Result) -> None:
             f"\n{'':<16}findings journaled {result.findings:,}, alerts opened {result.alerts:,},"
             f" alert side caught up {result.alert_catch_up:.1f} s after the last message"
         )
+        told = result.notified or []
+        if told:
+            line += (
+                f"\n{'':<16}finding -> first family notification: p50 "
+                f"{percentile(told, 0.5):.1f} s, p99 {percentile(told, 0.99):.1f} s"
+                f" ({len(told):,} alerts told a family)"
+            )
     print(line, flush=True)
 
 
@@ -277,13 +360,16 @@ def main() -> int:
         root = Path(tmp)
         broker = Mosquitto(root / "mosquitto")
         influx = InfluxDB(root / "influxdb")
+        receiver = NotificationReceiver()
         broker.start()
         influx.start()
+        receiver.start()
         try:
             for config in configs:
-                results.append(run_one(config, broker, influx, messages, root))
+                results.append(run_one(config, broker, influx, messages, root, receiver))
                 report(results[-1])
         finally:
+            receiver.stop()
             broker.stop()
             influx.stop()
     by = {(r.config.name, r.config.qos): r for r in results}

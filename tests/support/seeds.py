@@ -1,4 +1,4 @@
-"""One care registry for the alert tests and benchmarks: a grid, its people, a bound wristband."""
+"""One care registry for the alert tests and benchmarks: a grid, its people, bound wristbands."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ WORKER_PHONE = "13900000001"  # 王芳, the grid worker (WeChat `wangfang`)
 WORKER_WECHAT = "wangfang"
 SUPERVISOR_PHONE = "13900000002"  # 李站长, the grid's supervisor
 DUTY_PHONE = "13900000003"  # the community's duty centre
+SURNAMES = "张王李赵刘陈杨黄周吴徐孙马朱胡郭何林罗高"
+
+
+def contact_phone(i: int) -> str:
+    """The phone of the family contact of the i-th band's resident (`register_bands`)."""
+    return f"1380000{i:04d}"
+
+
+def contact_wechat(i: int) -> str:
+    """The WeChat target of the family contact of the i-th band's resident."""
+    return f"family{i:04d}"
 
 
 @dataclass(frozen=True)
@@ -61,3 +72,41 @@ async def bind_band(session: AsyncSession, device_id: str, resident_id: int, gri
     await session.flush()
     since = datetime.now(UTC) - timedelta(days=1)
     session.add(DeviceBinding(device_id=device_id, resident_id=resident_id, start=since))
+
+
+async def register_bands(url: str, device_ids: list[str]) -> None:
+    """Migrate the registry at `url`; one grid (`seed_care_grid`) and per band a resident
+    with one family contact (`contact_phone(i)`, `contact_wechat(i)`, SMS and WeChat)."""
+    from carewatch.migrations import migrate
+    from core.db import Database
+    from devices.tables import EmergencyContact, Resident
+
+    database = Database(url)
+    try:
+        await migrate(database)
+        async with database.sessions() as session, session.begin():
+            care = await seed_care_grid(session)
+            for i, device_id in enumerate(device_ids):
+                resident = Resident(
+                    grid_id=care.grid_id,
+                    name=f"{SURNAMES[i % len(SURNAMES)]}建国",
+                    gender="男",
+                    birth_year=1940 + i % 15,
+                    unit=f"{i // 10 + 1}单元",
+                    room=f"{i % 10 + 1}01",
+                )
+                resident.contacts.append(
+                    EmergencyContact(
+                        position=0,
+                        name="家属",
+                        relation="子女",
+                        phone=contact_phone(i),
+                        wechat=contact_wechat(i),
+                        channels=["sms", "wechat"],
+                    )
+                )
+                session.add(resident)
+                await session.flush()
+                await bind_band(session, device_id, resident.id, care.grid_id)
+    finally:
+        await database.dispose()
