@@ -331,7 +331,9 @@ class Ingester:
         if self._flow is None:
             return
         if self._paused_by and not was_paused:
-            log.info("pausing reads from the broker: %s is behind", key)
+            # A consumer is named by its class (RuleService), not its repr.
+            name = key if isinstance(key, str) else type(key).__name__
+            log.info("pausing reads from the broker: %s is behind", name)
             self._flow.pause()
         elif was_paused and not self._paused_by:
             self._flow.resume()

@@ -94,7 +94,8 @@ class Decoder:
             text = str(exc)
             reason = "out_of_range" if "` >= " in text or "` <= " in text else "invalid"
             return Rejection(reason, text, device_id)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # RecursionError: 2 KB of `[[[[...` in a field nobody reads is too deep to skip.
             return Rejection("bad_json", f"payload is not a UTF-8 JSON object: {exc}", device_id)
         ts = body.ts
         if ts > now_ms + self._max_future_ms:

@@ -30,6 +30,8 @@ def payload(**fields: object) -> bytes:
         ("cw/v1/wristband/w1/debug", payload(hr=70), "unknown_channel"),
         (WB, b"{" + b" " * 5000 + b"}", "oversized"),
         (WB, b"{not json", "bad_json"),
+        # 2 KB nested 1,000 deep in a field nobody reads: was a RecursionError.
+        (WB, b'{"ts":1,"x":' + b"[" * 1000 + b"]" * 1000 + b',"hr":70}', "bad_json"),
         (WB, b"\xff\xfe", "bad_json"),
         (WB, b"[1, 2]", "invalid"),
         (WB, b'"text"', "invalid"),
