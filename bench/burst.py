@@ -158,7 +158,7 @@ async def run(args: argparse.Namespace, root: Path) -> int:
     wechat_url = receiver.stdout.readline().strip() + "/wechat/{wechat}"
     settings = Settings(
         state_dir=root / "state",
-        secret_key="bench-burst-secret",
+        secret_key="bench-burst-signing-key-0123456789abcdef",
         alerts={"wechat_url": wechat_url, "quiet_hours": "00:00-00:00"},
     )
     database = Database(args.database or f"sqlite+aiosqlite:///{root / 'registry.db'}")

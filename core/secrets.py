@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,12 +64,37 @@ def new_device_password() -> str:
 
 
 def load_or_create_secret(state_dir: Path) -> str:
-    """The token signing key: from the state folder, created (0600) on first start."""
+    """The token signing key: from the state folder, created (0600) on first start.
+
+    Written whole under a temporary name and linked into place: two processes starting
+    together (API and ingest) agree on one key, and a crash leaves no empty key file.
+    An empty one (left by an older version) is replaced.
+    """
     path = state_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
+    key = _read_key(path)
+    if key:
+        return key
     state_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(key)
+    tmp = state_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        os.link(tmp, path)  # fails if another process was first: its key wins
+    except FileExistsError:
+        theirs = _read_key(path)
+        if theirs:
+            return theirs
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, field_validator
@@ -16,6 +16,12 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE_ENV = "CAREWATCH_CONFIG"
+
+
+MIN_SECRET_KEY_BYTES: Final = 32
+# Keys that were ever shipped in this repository (compose's old default): refused.
+PUBLIC_SECRET_KEYS: Final = frozenset({"carewatch-dev-secret-change-me"})
+_KEY_HINT: Final = "the output of `openssl rand -base64 48`, or leave it unset for a generated one"
 
 
 class IngestTuning(BaseModel):
@@ -156,6 +162,26 @@ class Settings(BaseSettings):
     ingest: IngestTuning = Field(default_factory=IngestTuning)
     rules: RulesTuning = Field(default_factory=RulesTuning)
     alerts: AlertsTuning = Field(default_factory=AlertsTuning)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: str | None) -> str | None:
+        # It signs admin tokens and acknowledgement links: a guessable key gives both away.
+        if value is None:
+            return None
+        if value in PUBLIC_SECRET_KEYS:
+            msg = (
+                "CAREWATCH_SECRET_KEY is a value published with CareWatch; "
+                f"set your own, e.g. {_KEY_HINT}"
+            )
+            raise ValueError(msg)
+        if len(value.encode()) < MIN_SECRET_KEY_BYTES:
+            msg = (
+                f"CAREWATCH_SECRET_KEY has {len(value.encode())} bytes, fewer than "
+                f"{MIN_SECRET_KEY_BYTES}; set a long random value, e.g. {_KEY_HINT}"
+            )
+            raise ValueError(msg)
+        return value
 
     @field_validator("mqtt_url")
     @classmethod

@@ -53,7 +53,7 @@ class World:
         self.channels = Channels()
         self.settings = Settings(
             state_dir=tmp_path / "state",
-            secret_key="test-secret",
+            secret_key="lifecycle-test-signing-key-0123456789",
             alerts={
                 "sms_url": self.receiver.url("/sms/{phone}"),
                 "wechat_url": self.receiver.url("/wechat/{wechat}"),

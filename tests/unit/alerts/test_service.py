@@ -11,9 +11,11 @@ from alerts.service import AlertService
 from core.db import Database
 from core.settings import Settings
 
+SECRET = "alert-service-test-signing-key-0123456789"
+
 
 def service(tmp_path: Path, **kwargs: object) -> AlertService:
-    settings = Settings(state_dir=tmp_path, secret_key="test-secret", **kwargs)  # type: ignore[arg-type]
+    settings = Settings(state_dir=tmp_path, secret_key=SECRET, **kwargs)  # type: ignore[arg-type]
     return AlertService(settings, Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"))
 
 
@@ -21,7 +23,7 @@ def test_the_rule_engines_unlatch_is_given_at_construction(tmp_path: Path) -> No
     async def unlatch(device_id: str, rule: str) -> None:
         return None
 
-    settings = Settings(state_dir=tmp_path, secret_key="test-secret")
+    settings = Settings(state_dir=tmp_path, secret_key=SECRET)
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
     assert AlertService(settings, database, unlatch=unlatch).unlatch is unlatch
     assert AlertService(settings, database).unlatch is None

@@ -96,9 +96,13 @@ def test_every_compose_service_sets_only_settings_that_exist(
     """docker-compose.yml cannot run here: at least its CAREWATCH_ variables must parse."""
     compose = yaml.safe_load((Path(__file__).parents[3] / "docker-compose.yml").read_text())
     default = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")
+    required = re.compile(r"\$\{[A-Z_]+:\?[^}]*\}")  # must be set: a value an operator would
     shares = []
     for name, service in compose["services"].items():
-        env = {k: default.sub(r"\1", str(v)) for k, v in (service.get("environment") or {}).items()}
+        env = {
+            k: required.sub("operator-set-value-" + "0" * 32, default.sub(r"\1", str(v)))
+            for k, v in (service.get("environment") or {}).items()
+        }
         if not any(k.startswith("CAREWATCH_") for k in env):
             continue
         for key in [k for k in os.environ if k.startswith("CAREWATCH_")]:
@@ -111,3 +115,15 @@ def test_every_compose_service_sets_only_settings_that_exist(
     # The cluster's workers: every partition once, each with its own session.
     assert sorted(s for s, _, _ in shares) == [(0, 2), (1, 2)]
     assert len({client for _, client, _ in shares}) == len(shares)
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [("carewatch-dev-secret-change-me", "published"), ("change-me", "fewer than 32")],
+)
+def test_a_known_or_short_secret_key_is_refused(key: str, says: str) -> None:
+    """It signs admin tokens and ack links: a public or guessable one gives both away."""
+    with pytest.raises(ValidationError, match=says):
+        Settings(secret_key=key)
+    assert Settings(secret_key="x" * 32).secret_key == "x" * 32
+    assert Settings().secret_key is None  # unset: a random key in the state folder
