@@ -80,8 +80,16 @@ def error_body(
 class ApiError(StarletteHTTPException):
     """An HTTP error with both messages; raised only in routes."""
 
-    def __init__(self, status: int, code: str, message: str, message_en: str) -> None:
-        super().__init__(status, message_en)
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        message_en: str,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, message_en, headers=headers)
         self.code = code
         self.message = message
         self.message_en = message_en

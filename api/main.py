@@ -10,6 +10,7 @@ from api.deps import Health, HealthCheck, MetricsText
 from api.routes import alerts as alert_routes
 from api.routes import auth, devices, links, notices, org, residents
 from api.routes import health as health_routes
+from api.throttle import LoginThrottle
 from core.db import Database
 from core.influx import InfluxClient
 from core.secrets import load_or_create_secret
@@ -57,6 +58,7 @@ def create_app(
         settings.influx_url, settings.influx_database, settings.influx_token
     )
     app.state.secret_key = settings.secret_key or load_or_create_secret(settings.state_dir)
+    app.state.login_throttle = LoginThrottle()
     # In an API-only process the alert verbs work on the shared database; the dispatcher of
     # the ingest process sends what they queue.
     app.state.alerts = alerts or AlertService(settings, database)

@@ -13,20 +13,41 @@ from api.deps import CurrentUser, SessionDep
 from api.errors import ApiError
 from api.schemas.common import ERRORS, Id
 from api.schemas.org import ApiKeyCreate, ApiKeyCreated, Token, UserPublic
-from core.secrets import create_access_token, new_api_key, verify_password
+from api.throttle import LoginThrottle
+from core.secrets import check_password, create_access_token, new_api_key
 from devices.tables import ApiKey, User
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses={k: ERRORS[k] for k in (400, 401, 422)})
 TOKEN_LIFETIME = timedelta(minutes=30)
 
 
-@router.post("/token", summary="Log in with username and password; get a 30-minute token")
+@router.post(
+    "/token",
+    summary="Log in with username and password; get a 30-minute token",
+    responses={429: ERRORS[429]},
+)
 async def login(
     request: Request, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> Token:
-    user = await session.scalar(select(User).where(User.username == form.username))
-    if user is None or not user.is_active or not verify_password(form.password, user.password_hash):
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client is not None else "unknown"
+    wait = throttle.retry_after(form.username, address)
+    if wait:
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"登录失败次数过多，请{wait}秒后再试",
+            f"too many failed logins; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    found = await session.scalar(select(User).where(User.username == form.username))
+    user = found if found is not None and found.is_active else None
+    # Checked even without a user (against a dummy hash): no answer comes faster.
+    right = await check_password(form.password, user.password_hash if user else None)
+    if user is None or not right:
+        throttle.failed(form.username, address)
         raise ApiError(401, "bad_credentials", "用户名或密码错误", "wrong username or password")
+    throttle.succeeded(form.username)
     token = create_access_token(str(user.id), request.app.state.secret_key, TOKEN_LIFETIME)
     return Token(access_token=token, expires_in=int(TOKEN_LIFETIME.total_seconds()))
 

@@ -45,5 +45,6 @@ ERRORS = {
     404: {"model": ErrorBody, "description": "未找到 / not found"},
     409: {"model": ErrorBody, "description": "冲突 / conflict"},
     422: {"model": ErrorBody, "description": "输入有误 / invalid input"},
+    429: {"model": ErrorBody, "description": "尝试过于频繁 / too many attempts (see Retry-After)"},
     503: {"model": ErrorBody, "description": "依赖的服务不可用 / a service it needs is down"},
 }
