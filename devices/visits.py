@@ -99,7 +99,12 @@ async def due_visits(
     last_rows = (
         await session.execute(
             select(Visit.resident_id, Visit.need, func.max(Visit.visited_at))
-            .where(Visit.resident_id.in_([r.id for r in residents]))
+            .where(
+                Visit.resident_id.in_([r.id for r in residents]),
+                # A visit stored with a mistyped future date (before the API refused them)
+                # must neither hide the resident from the list nor overflow `due_at`.
+                Visit.visited_at <= now + timedelta(days=1),
+            )
             .group_by(Visit.resident_id, Visit.need)
         )
     ).all()

@@ -32,7 +32,7 @@ from api.schemas.alerts import (
     SeverityName,
     StateFilter,
 )
-from api.schemas.common import ERRORS, Id, Offset, Page, QueryId
+from api.schemas.common import ERRORS, Id, Moment, Offset, Page, QueryId
 from core.phones import mask_phone
 from devices.access import Role, Scope
 from devices.tables import Resident
@@ -193,9 +193,9 @@ async def response_times(
     session: SessionDep,
     alerts: AlertsDep,
     start: Annotated[
-        datetime | None, Query(alias="from", description="default: 12 weeks before `to`")
+        Moment | None, Query(alias="from", description="default: 12 weeks before `to`")
     ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
+    end: Annotated[Moment | None, Query(alias="to", description="default: now")] = None,
     grid_id: QueryId = None,
 ) -> ResponseTimesReport:
     """Warning and critical alerts opened in [from, to), a grouped incident counted once.

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import InfluxDep, ScopeDep, SessionDep
 from api.errors import ApiError
-from api.schemas.common import ERRORS, Id, Offset, Page, QueryId
+from api.schemas.common import ERRORS, Id, Moment, Offset, Page, QueryId
 from api.schemas.residents import (
     BindingPublic,
     DueVisitPublic,
@@ -185,8 +185,8 @@ async def telemetry(
     scope: ScopeDep,
     session: SessionDep,
     influx: InfluxDep,
-    start: datetime,
-    end: datetime | None = None,
+    start: Moment,
+    end: Moment | None = None,
 ) -> TelemetryHistory:
     """Means per bucket from InfluxDB, across every wristband the resident wore in the range."""
     resident = await residents.get_resident(session, scope, resident_id)

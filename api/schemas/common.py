@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Final, Generic, TypeVar
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -22,6 +23,23 @@ Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 QueryId = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 BodyId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+CLOCK_SKEW: Final = timedelta(minutes=5)
+
+
+def _in_service_time(value: datetime) -> datetime:
+    """A time the service can hold: from 2000 to a few minutes from now; without an
+    offset it is UTC. A typo like 9999 or 1025 is refused, not stored (or queried)."""
+    at = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    if not EARLIEST <= at <= datetime.now(UTC) + CLOCK_SKEW:
+        msg = "must lie between 2000-01-01 and now (5 minutes of clock skew allowed)"
+        raise ValueError(msg)
+    return at
+
+
+# Every time the API takes: a visit's, the bounds of a report or a chart.
+Moment = Annotated[datetime, AfterValidator(_in_service_time)]
 
 
 class ErrorDetail(BaseModel):

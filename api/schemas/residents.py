@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, FiniteFloat
 
-from api.schemas.common import BodyId, ORMModel
+from api.schemas.common import BodyId, Moment, ORMModel
 from core.phones import PHONE_PATTERN
 
 Need = Literal["daily_check", "weekly_visit", "monthly_visit"]
@@ -102,7 +102,7 @@ class ResidentPublic(ORMModel):
 
 class VisitCreate(BaseModel):
     need: Need = "daily_check"
-    visited_at: datetime | None = Field(None, description="defaults to now")
+    visited_at: Moment | None = Field(None, description="defaults to now; not in the future")
     notes: str = Field("", max_length=4000, examples=["精神状态良好，血压 135/85"])
     readings: dict[str, FiniteFloat] = Field(
         default_factory=dict, max_length=20, examples=[{"sbp": 135, "dbp": 85}]
