@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from core.secrets import derive_key
+
 _MAC_CHARS: Final = 16  # 96 bits of HMAC: forging one is out of reach
 _TOKEN: Final = re.compile(r"([0-9a-f]{1,12})-([0-9a-f]{1,12})-([cud][0-9]{1,12})-([A-Za-z0-9_-]+)")
 _KINDS: Final = {"contact": "c", "user": "u", "duty": "d"}
@@ -31,7 +33,8 @@ class LinkClaim:
 
 
 def _mac(secret: str, payload: str) -> str:
-    digest = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    key = derive_key(secret, "ack-link")  # not the access tokens' key (core.secrets)
+    digest = hmac.new(key, payload.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode()[:_MAC_CHARS]
 
 

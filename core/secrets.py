@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import hmac
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -42,15 +43,28 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
+@functools.lru_cache(maxsize=16)
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A key for one purpose from the service's secret: an access token's key cannot sign
+    an acknowledgement link, nor the other way round."""
+    return hmac.new(secret.encode(), f"carewatch:{purpose}".encode(), hashlib.sha256).digest()
+
+
 def create_access_token(subject: str, secret: str, lifetime: timedelta) -> str:
     expires = datetime.now(UTC) + lifetime
-    return jwt.encode({"sub": subject, "exp": expires}, secret, algorithm=ALGORITHM)
+    key = derive_key(secret, "access-token")
+    return jwt.encode({"sub": subject, "exp": expires}, key, algorithm=ALGORITHM)
 
 
 def token_subject(token: str, secret: str) -> str | None:
-    """The user a token names, or None if it is forged, malformed or expired."""
+    """The user a token names, or None if it is forged, malformed, expired, or lacks either."""
     try:
-        payload = jwt.decode(token, secret, algorithms=[ALGORITHM])
+        payload = jwt.decode(
+            token,
+            derive_key(secret, "access-token"),
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub"]},  # a token that never expires is refused
+        )
     except jwt.PyJWTError:
         return None
     subject = payload.get("sub")
