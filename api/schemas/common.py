@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Generic, TypeVar
 
@@ -40,6 +41,24 @@ def _in_service_time(value: datetime) -> datetime:
 
 # Every time the API takes: a visit's, the bounds of a report or a chart.
 Moment = Annotated[datetime, AfterValidator(_in_service_time)]
+
+# Bidirectional overrides and isolates: text shown to families and workers must read as typed.
+_BIDI: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _plain_name(value: str) -> str:
+    """A person's or a place's name: no control characters, no direction overrides."""
+    if any(c in _BIDI or unicodedata.category(c) == "Cc" for c in value):
+        msg = "must not contain control characters or text-direction overrides"
+        raise ValueError(msg)
+    if not value.strip():
+        msg = "must not be blank"
+        raise ValueError(msg)
+    return value
+
+
+# The name of a resident, a contact, a user, a community, a grid or a building.
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_plain_name)]
 
 
 class ErrorDetail(BaseModel):

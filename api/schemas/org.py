@@ -7,13 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import BodyId, ORMModel
+from api.schemas.common import BodyId, Name, ORMModel
 
 RoleName = Literal["admin", "supervisor", "grid_worker"]
 
 
 class CommunityCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100, examples=["幸福小区"])
+    name: Name = Field(examples=["幸福小区"])
     duty_phone: str | None = Field(None, max_length=32, examples=["0571-88001234"])
     duty_wechat: str | None = Field(None, max_length=200, examples=["wecombot://duty-key"])
 
@@ -27,7 +27,7 @@ class CommunityPublic(ORMModel):
 
 class GridCreate(BaseModel):
     community_id: BodyId
-    name: str = Field(min_length=1, max_length=100, examples=["网格01"])
+    name: Name = Field(examples=["网格01"])
     supervisor_id: BodyId | None = None
     worker_ids: list[BodyId] = Field(default_factory=list, max_length=100)
 
@@ -49,7 +49,7 @@ class GridPublic(ORMModel):
 
 class BuildingCreate(BaseModel):
     grid_id: BodyId
-    name: str = Field(min_length=1, max_length=100, examples=["3栋"])
+    name: Name = Field(examples=["3栋"])
     sorting_target: float = Field(0.85, ge=0, le=1)
 
 
@@ -64,7 +64,7 @@ class BuildingPublic(ORMModel):
 class UserCreate(BaseModel):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=128)
-    full_name: str = Field(min_length=1, max_length=100, examples=["王芳"])
+    full_name: Name = Field(examples=["王芳"])
     role: RoleName
     community_id: BodyId | None = None
     phone: str | None = Field(None, max_length=32)

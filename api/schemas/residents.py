@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field, FiniteFloat
+from pydantic import BaseModel, Field, FiniteFloat, model_validator
 
-from api.schemas.common import BodyId, Moment, ORMModel
+from api.schemas.common import BodyId, Moment, Name, ORMModel
 from core.phones import PHONE_PATTERN
 
 Need = Literal["daily_check", "weekly_visit", "monthly_visit"]
@@ -16,7 +16,7 @@ ContactChannel = Literal["sms", "wechat"]
 
 
 class ContactIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100, examples=["张小明"])
+    name: Name = Field(examples=["张小明"])
     relation: str = Field(min_length=1, max_length=32, examples=["儿子"])
     phone: str | None = Field(None, pattern=PHONE_PATTERN, examples=["13800138000"])
     wechat: str | None = Field(None, max_length=200, examples=["wxpusher://TOKEN/UID_abc"])
@@ -37,9 +37,16 @@ class VitalLimits(BaseModel):
     sbp_high: float | None = Field(None, ge=80, le=260)
     temp_high: float | None = Field(None, ge=35, le=43)
 
+    @model_validator(mode="after")
+    def _low_below_high(self) -> Self:
+        if self.hr_low is not None and self.hr_high is not None and self.hr_low >= self.hr_high:
+            msg = "hr_low must be below hr_high"
+            raise ValueError(msg)
+        return self
+
 
 class ResidentBase(BaseModel):
-    name: str = Field(min_length=1, max_length=100, examples=["张建国"])
+    name: Name = Field(examples=["张建国"])
     gender: Literal["男", "女", "male", "female"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100, examples=[1942])
     phone: str | None = Field(None, pattern=PHONE_PATTERN)
@@ -63,7 +70,7 @@ class ResidentUpdate(BaseModel):
     """Only the fields sent change."""
 
     grid_id: BodyId | None = None
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: Name | None = None
     gender: Literal["男", "女", "male", "female"] | None = None
     birth_year: int | None = Field(None, ge=1900, le=2100)
     phone: str | None = Field(None, pattern=PHONE_PATTERN)
