@@ -33,9 +33,13 @@ async def check_password(password: str, password_hash: str | None) -> bool:
     also ingests and pages). Without a hash (no such user) a dummy one is checked, so an
     unknown username answers as slowly as a wrong password."""
     if password_hash is None:
-        await asyncio.to_thread(_hasher.verify, password, _dummy_hash())
+        await asyncio.to_thread(_verify_dummy, password)
         return False
     return await asyncio.to_thread(_hasher.verify, password, password_hash)
+
+
+def _verify_dummy(password: str) -> None:
+    _hasher.verify(password, _dummy_hash())  # made here, in the thread, the first time
 
 
 @functools.cache
