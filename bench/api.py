@@ -50,6 +50,7 @@ from carewatch.migrations import migrate
 from core.db import Database
 from core.secrets import hash_password
 from devices.tables import Community, Device, DeviceState, Grid, User
+from tests.support.figures import rss_mb
 from tests.support.servers import HOST, PostgreSQL, free_port
 
 PASSWORD = "bench-password-1"
@@ -167,13 +168,6 @@ def measured(pid: int, run: Callable[[], Result]) -> Result:
     result.server_cpu_s = cpu_seconds(pid) - server0
     result.client_cpu_s = time.process_time() - client0
     return result
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def memory_line(pid: int, when: str) -> str:

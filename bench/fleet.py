@@ -67,25 +67,22 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import update
 
-from carewatch.migrations import migrate
 from core.db import Database
 from core.settings import MqttTarget
-from devices.tables import Community, Device, DeviceBinding, EmergencyContact, Resident, User
+from devices.tables import Community, EmergencyContact, User
 from simulators.wire import Publisher
-from tests.support.figures import percentile
+from tests.support.figures import percentile, rss_mb, scrape_metrics
 from tests.support.influx import influx_query
 from tests.support.receiver import NotificationReceiver
-from tests.support.seeds import seed_care_grid
+from tests.support.seeds import register_bands
 from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
 from tests.support.stack import healthy
 from tests.support.waiting import wait_until
@@ -105,17 +102,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def rss_mb(pid: int, key: str = "VmHWM") -> float:
-    """VmHWM (peak) or VmRSS of a process, in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     try:
@@ -123,19 +109,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def metrics(listen: str) -> dict[str, float]:
-    """The ingester's /metrics as {name: value}, labelled series summed."""
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            name = name.split("{", 1)[0]
-            out[name] = out.get(name, 0.0) + float(value)
-    return out
 
 
 # -- the plan ---------------------------------------------------------------------------
@@ -169,12 +142,24 @@ def make_plan(devices: int, interval: float, duration: float, every: float) -> P
 
 
 async def register(url: str, plan: Plan, receiver: NotificationReceiver) -> None:
-    """One grid; per falling band a resident whose one contact is reached through json://."""
+    """One grid; per falling band a resident whose one contact is reached through json://.
+
+    The grid's worker, supervisor and duty centre get json:// targets too, so
+    escalations land somewhere.
+    """
+
+    def contact(i: int, device_id: str) -> EmergencyContact:
+        wechat = receiver.url(f"/family/{device_id}")
+        return EmergencyContact(
+            position=0, name="家属", relation="子女", wechat=wechat, channels=["wechat"]
+        )
+
+    bands = [band_id(d) for _, d in plan.falls]
+    interval = max(1, round(plan.interval))
+    care = await register_bands(url, bands, contact=contact, interval_s=interval)
     database = Database(url)
     try:
-        await migrate(database)
         async with database.sessions() as session, session.begin():
-            care = await seed_care_grid(session)
             for username in ("wangfang", "lizhang"):
                 target = receiver.url(f"/staff/{username}")
                 await session.execute(
@@ -185,37 +170,6 @@ async def register(url: str, plan: Plan, receiver: NotificationReceiver) -> None
                 .where(Community.id == care.community_id)
                 .values(duty_wechat=receiver.url("/duty"))
             )
-            since = datetime.now(UTC) - timedelta(days=1)
-            for i, (_, d) in enumerate(plan.falls):
-                resident = Resident(
-                    grid_id=care.grid_id,
-                    name=f"住户{i:03d}",
-                    gender="女",
-                    birth_year=1940 + i % 15,
-                    unit=f"{i // 10 + 1}单元",
-                    room=f"{i % 10 + 1}01",
-                )
-                resident.contacts.append(
-                    EmergencyContact(
-                        position=0,
-                        name="家属",
-                        relation="子女",
-                        wechat=receiver.url(f"/family/{band_id(d)}"),
-                        channels=["wechat"],
-                    )
-                )
-                session.add(resident)
-                await session.flush()
-                interval = max(1, round(plan.interval))
-                session.add(
-                    Device(
-                        id=band_id(d), kind="wristband", grid_id=care.grid_id, interval_s=interval
-                    )
-                )
-                await session.flush()
-                session.add(
-                    DeviceBinding(device_id=band_id(d), resident_id=resident.id, start=since)
-                )
     finally:
         await database.dispose()
 
@@ -400,7 +354,7 @@ class Monitor(threading.Thread):
         published, backlog = c.published, c.backlog  # before /metrics, which may be slow
         asked = time.monotonic()
         try:
-            m = metrics(self.listen)
+            m = scrape_metrics(self.listen)
         except OSError:
             m = {}
         answered = time.monotonic() - asked
@@ -413,7 +367,7 @@ class Monitor(threading.Thread):
             f" pending {m.get('carewatch_ingest_consumer_lag', 0):,.0f},"
             f" alerts feed lag {m.get('carewatch_alerts_feed_lag_seconds', 0):.1f} s,"
             f" lag p99 {lag} (since last line), falls notified {falls}/{self.falls},"
-            f" RSS {rss_mb(self.pid, 'VmRSS'):.0f} MB (peak {rss_mb(self.pid):.0f}),"
+            f" RSS {rss_mb(self.pid):.0f} MB (peak {rss_mb(self.pid, 'VmHWM'):.0f}),"
             f" /metrics answered in {answered:.2f} s",
             flush=True,
         )
@@ -464,7 +418,7 @@ def wait_tail(listen: str, fleet: Fleet, receiver: NotificationReceiver, timeout
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
-            m = metrics(listen)
+            m = scrape_metrics(listen)
         except OSError:
             m = {}
         handled = sum(
@@ -539,7 +493,7 @@ def run(args: argparse.Namespace, plan: Plan, root: Path) -> Outcome:
         monitor.stop.set()
         monitor.join(10)
         landed = count_points(influx)
-        peak = rss_mb(proc.pid)
+        peak = rss_mb(proc.pid, "VmHWM")
     finally:
         if monitor is not None:
             monitor.stop.set()

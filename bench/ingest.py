@@ -36,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +47,7 @@ from core.settings import MqttTarget
 from protocol.codec import clean_connect_packet, publish_qos0_packet
 from rules.journal import decode_entry
 from simulators.wire import Publisher
-from tests.support.figures import percentile
+from tests.support.figures import percentile, rss_mb, scrape_metrics
 from tests.support.receiver import NotificationReceiver
 from tests.support.seeds import register_bands
 from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
@@ -161,26 +160,6 @@ async def _lane_qos0(target: MqttTarget, client_id: str, lane: list[tuple[str, b
     writer.close()
 
 
-def metrics(listen: str) -> dict[str, float]:
-    """The ingester's /metrics as {name: value}, labelled series summed."""
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            name = name.split("{", 1)[0]
-            out[name] = out.get(name, 0.0) + float(value)
-    return out
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 class JournalKeeper(threading.Thread):
     """Hard-links each rule journal segment into `keep` as it appears: the service trims
     them once applied, and the latency figure needs every finding's journal time."""
@@ -243,7 +222,7 @@ def run_one(
         if config.rules:
             caught_up = _wait_feed(listen)
             result.alert_catch_up = max(0.0, caught_up - published)
-            result.findings = int(metrics(listen).get("carewatch_rules_findings_total", 0))
+            result.findings = int(scrape_metrics(listen).get("carewatch_rules_findings_total", 0))
             wait_until(lambda: _sends_settled(state), 120, "the notifications to be sent")
     finally:
         proc.terminate()
@@ -293,7 +272,7 @@ def _wait_written(listen: str, pid: int, result: Result, total: int) -> tuple[in
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         result.peak_rss_mb = max(result.peak_rss_mb, rss_mb(pid))
-        now_written = int(metrics(listen).get("carewatch_ingest_written_total", 0))
+        now_written = int(scrape_metrics(listen).get("carewatch_ingest_written_total", 0))
         if now_written != written:
             written, last_change = now_written, time.monotonic()
         if written >= total or time.monotonic() - last_change > 3.0:
@@ -306,7 +285,7 @@ def _wait_feed(listen: str) -> float:
     """When the alert side had applied every journal entry (the monotonic time)."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if metrics(listen).get("carewatch_alerts_feed_journal_depth", 0) == 0:
+        if scrape_metrics(listen).get("carewatch_alerts_feed_journal_depth", 0) == 0:
             return time.monotonic()
         time.sleep(0.1)
     return time.monotonic()

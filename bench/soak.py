@@ -23,15 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from simulators.credentials import derive_password
 from simulators.manifest import build_fleet
 from simulators.models import FleetConfig
+from tests.support.figures import rss_mb
 from tests.support.servers import HOST, InfluxDB, Mosquitto, free_port
-
-
-def rss_mb(pid: int) -> float:
-    """The resident memory of a process in MB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def metrics(url: str) -> dict[str, object]:

@@ -12,17 +12,14 @@ opened by the new one.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-import urllib.request
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from protocol.topics import partition_of
+from tests.support.figures import scrape_metrics
 from tests.support.influx import count_by_device
+from tests.support.publishers import publish_hr
 from tests.support.servers import HOST, free_port
 from tests.support.stack import Stack, StartProcess, healthy
 from tests.support.waiting import wait_until
@@ -30,40 +27,6 @@ from tests.support.waiting import wait_until
 BANDS = [f"w-part-{i:02d}" for i in range(24)]
 STEP_MS = 10_000
 READINGS = 60  # per band: 10 normal, then 50 at 140 bpm
-
-
-def publish(stack: Stack, readings: list[tuple[str, int, float]]) -> None:
-    """(device, ts, hr) at QoS 1 as the load account; returns once the broker took them all."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"part-{time.monotonic_ns()}")
-    client.username_pw_set("loadgen", stack.broker.loadgen_password)
-    client.connect(HOST, stack.broker.port)
-    client.loop_start()
-    try:
-        infos = [
-            client.publish(
-                f"cw/v1/wristband/{device}/telemetry",
-                json.dumps({"ts": ts, "seq": ts // STEP_MS, "hr": hr, "worn": True}),
-                qos=1,
-            )
-            for device, ts, hr in readings
-        ]
-        for info in infos:
-            info.wait_for_publish(10)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-
-
-def metrics(listen: str) -> dict[str, float]:
-    """The unlabelled figures of a worker's /metrics."""
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if line and not line.startswith("#") and "{" not in name:
-            out[name] = float(value)
-    return out
 
 
 def worker_env(
@@ -106,14 +69,15 @@ def test_a_killed_workers_partition_is_taken_over_nothing_lost_no_alert_twice(
     ]
     # Twenty readings a band, ten of them at 140 bpm: 100 s of the 3 minutes, no alert yet.
     half = 20 * len(BANDS)
-    publish(stack, readings[:half])
+    publish_hr(stack.broker, readings[:half], STEP_MS)
 
     def landed() -> dict[str, int]:
         return count_by_device(stack.influx_url, stack.database, "vitals", "hr")
 
     wait_until(lambda: sum(landed().values()) >= half, 30, "the first half to land")
     workers[0].kill()
-    publish(stack, readings[half:])  # worker 0's share waits in its session at the broker
+    # Worker 0's share waits in its session at the broker.
+    publish_hr(stack.broker, readings[half:], STEP_MS)
 
     # The takeover: partition 0's client id and share, a state folder of its own.
     envs[0]["CAREWATCH_STATE_DIR"] = str(root / "takeover")
@@ -132,7 +96,7 @@ def test_a_killed_workers_partition_is_taken_over_nothing_lost_no_alert_twice(
     wait_until(lambda: set(alerts()) == set(BANDS), 60, "an hr_high alert for every band")
     # Worker 1 judged its own bands' readings and only those.
     ours = sum(1 for band in BANDS if owners[band] == 1)
-    figures = metrics(envs[1]["CAREWATCH_HTTP_LISTEN"])
+    figures = scrape_metrics(envs[1]["CAREWATCH_HTTP_LISTEN"])
     assert figures["carewatch_rules_readings_total"] == ours * READINGS
     assert figures["carewatch_ingest_foreign_total"] >= (len(BANDS) - ours) * READINGS
     assert takeover.stop() == 0

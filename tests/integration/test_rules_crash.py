@@ -6,44 +6,19 @@ before any checkpoint held them; the journal replays them into the restarted eng
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from core.journal import read_folder
 from rules.findings import read_findings
 from rules.journal import decode_entry
+from tests.support.publishers import publish_hr
 from tests.support.servers import HOST, free_port
 from tests.support.stack import Stack, StartProcess, healthy
 from tests.support.waiting import wait_until
 
 DEVICE = "w-crash-1"
 STEP_MS = 10_000
-
-
-def publish_hr(stack: Stack, readings: list[tuple[int, float]]) -> None:
-    """Publish (ts, hr) readings at QoS 1 as the load account; return once the broker took all."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"crash-{time.monotonic_ns()}")
-    client.username_pw_set("loadgen", stack.broker.loadgen_password)
-    client.connect(HOST, stack.broker.port)
-    client.loop_start()
-    try:
-        infos = [
-            client.publish(
-                f"cw/v1/wristband/{DEVICE}/telemetry",
-                json.dumps({"ts": ts, "seq": ts // STEP_MS, "hr": hr, "worn": True}),
-                qos=1,
-            )
-            for ts, hr in readings
-        ]
-        for info in infos:
-            info.wait_for_publish(10)
-    finally:
-        client.loop_stop()
-        client.disconnect()
 
 
 def test_sigkill_mid_tachycardia_opens_one_alert_at_the_right_time(
@@ -72,7 +47,7 @@ def test_sigkill_mid_tachycardia_opens_one_alert_at_the_right_time(
 
     ingest = ingest_process(env)
     wait_until(lambda: healthy(listen), 30, "the ingester's subscription")
-    publish_hr(stack, before_kill)
+    publish_hr(stack.broker, [(DEVICE, ts, hr) for ts, hr in before_kill], STEP_MS)
     findings_file = stack.state_dir / "findings.jsonl"
     journal = stack.state_dir / "journal"
 
@@ -87,7 +62,8 @@ def test_sigkill_mid_tachycardia_opens_one_alert_at_the_right_time(
 
     ingest.start()
     wait_until(lambda: healthy(listen), 30, "the restarted ingester")
-    publish_hr(stack, readings[len(before_kill) :])
+    rest = readings[len(before_kill) :]
+    publish_hr(stack.broker, [(DEVICE, ts, hr) for ts, hr in rest], STEP_MS)
     wait_until(
         lambda: any(f.rule == "hr_high" for f in read_findings(findings_file)),
         30,

@@ -13,13 +13,9 @@ from fastapi.testclient import TestClient
 import core.secrets
 from api.main import create_app
 from api.throttle import LoginThrottle
-from carewatch.migrations import migrate
 from core.db import Database
-from core.secrets import hash_password
 from core.settings import Settings
-from devices.tables import User
-
-PASSWORD = "correct-horse-9"
+from tests.integration.api.conftest import PASSWORD, RecordingProvisioner, seed_admin
 
 
 class Clock:
@@ -34,22 +30,10 @@ class Clock:
 def app(tmp_path: Path) -> Iterator[tuple[TestClient, Clock]]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
 
-    async def seed() -> None:
-        await migrate(database)
-        async with database.sessions() as session, session.begin():
-            session.add(
-                User(
-                    username="admin",
-                    full_name="管理员",
-                    role="admin",
-                    password_hash=hash_password(PASSWORD),
-                )
-            )
-        await database.dispose()
-
-    asyncio.run(seed())
+    asyncio.run(seed_admin(database))
+    asyncio.run(database.dispose())  # the app's loop opens its own connections
     settings = Settings(state_dir=tmp_path / "state", influx_url="http://127.0.0.1:9")
-    application = create_app(settings, database=database, provisioner=None)  # type: ignore[arg-type]
+    application = create_app(settings, database=database, provisioner=RecordingProvisioner())
     clock = Clock()
     application.state.login_throttle = LoginThrottle(
         per_user=3, per_address=5, window=300, clock=clock

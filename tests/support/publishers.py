@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from tests.support.servers import HOST, Mosquitto
 
 
 class StreamPublisher:
@@ -107,3 +110,29 @@ def _acked(info: Any) -> bool:
         return bool(info.is_published())
     except (RuntimeError, ValueError):
         return False
+
+
+def publish_hr(broker: Mosquitto, readings: Sequence[tuple[str, int, float]], step_ms: int) -> None:
+    """(device, ts, hr) as wristband telemetry at QoS 1, as the load account (`seq` is
+    ts // step_ms); returns once the broker acknowledged every one."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hr-{time.monotonic_ns()}")
+    client.username_pw_set(Mosquitto.LOADGEN_USER, broker.loadgen_password)
+    client.connect(HOST, broker.port)
+    client.loop_start()
+    try:
+        infos = [
+            client.publish(
+                f"cw/v1/wristband/{device}/telemetry",
+                json.dumps({"ts": ts, "seq": ts // step_ms, "hr": hr, "worn": True}),
+                qos=1,
+            )
+            for device, ts, hr in readings
+        ]
+        for info in infos:
+            info.wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()

@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from devices.tables import EmergencyContact
 
 WORKER_PHONE = "13900000001"  # 王芳, the grid worker (WeChat `wangfang`)
 WORKER_WECHAT = "wangfang"
@@ -64,22 +68,44 @@ async def seed_care_grid(session: AsyncSession) -> CareGrid:
     return CareGrid(community.id, grid.id)
 
 
-async def bind_band(session: AsyncSession, device_id: str, resident_id: int, grid_id: int) -> None:
+async def bind_band(
+    session: AsyncSession, device_id: str, resident_id: int, grid_id: int, interval_s: int = 60
+) -> None:
     """Register a wristband and bind it (since yesterday) to a resident."""
     from devices.tables import Device, DeviceBinding
 
-    session.add(Device(id=device_id, kind="wristband", grid_id=grid_id, interval_s=60))
+    session.add(Device(id=device_id, kind="wristband", grid_id=grid_id, interval_s=interval_s))
     await session.flush()
     since = datetime.now(UTC) - timedelta(days=1)
     session.add(DeviceBinding(device_id=device_id, resident_id=resident_id, start=since))
 
 
-async def register_bands(url: str, device_ids: list[str]) -> None:
+def family_contact(i: int, device_id: str) -> EmergencyContact:
+    """The i-th band's resident's one contact: `contact_phone(i)`, `contact_wechat(i)`."""
+    from devices.tables import EmergencyContact
+
+    return EmergencyContact(
+        position=0,
+        name="家属",
+        relation="子女",
+        phone=contact_phone(i),
+        wechat=contact_wechat(i),
+        channels=["sms", "wechat"],
+    )
+
+
+async def register_bands(
+    url: str,
+    device_ids: list[str],
+    *,
+    contact: Callable[[int, str], EmergencyContact] = family_contact,
+    interval_s: int = 60,
+) -> CareGrid:
     """Migrate the registry at `url`; one grid (`seed_care_grid`) and per band a resident
-    with one family contact (`contact_phone(i)`, `contact_wechat(i)`, SMS and WeChat)."""
+    with one family contact (`contact(i, device_id)`), the band bound to them."""
     from carewatch.migrations import migrate
     from core.db import Database
-    from devices.tables import EmergencyContact, Resident
+    from devices.tables import Resident
 
     database = Database(url)
     try:
@@ -95,18 +121,10 @@ async def register_bands(url: str, device_ids: list[str]) -> None:
                     unit=f"{i // 10 + 1}单元",
                     room=f"{i % 10 + 1}01",
                 )
-                resident.contacts.append(
-                    EmergencyContact(
-                        position=0,
-                        name="家属",
-                        relation="子女",
-                        phone=contact_phone(i),
-                        wechat=contact_wechat(i),
-                        channels=["sms", "wechat"],
-                    )
-                )
+                resident.contacts.append(contact(i, device_id))
                 session.add(resident)
                 await session.flush()
-                await bind_band(session, device_id, resident.id, care.grid_id)
+                await bind_band(session, device_id, resident.id, care.grid_id, interval_s)
     finally:
         await database.dispose()
+    return care

@@ -62,7 +62,8 @@ class Api:
         return self.client.request(method, f"/api/v1{path}", headers=headers, **kwargs)
 
 
-async def _seed_admin(database: Database) -> None:
+async def seed_admin(database: Database) -> None:
+    """Migrate the registry and add the one admin (password `PASSWORD`)."""
     await migrate(database)
     async with database.sessions() as session:
         session.add(
@@ -143,7 +144,7 @@ def _seed_organisation(api: Api) -> None:
 def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
     """Two communities' worth of organisation: grid A (worker wang), grid B (worker li)."""
     database = Database(database_url)
-    asyncio.run(_seed_admin(database))
+    asyncio.run(seed_admin(database))
     asyncio.run(database.dispose())  # the app's loop opens its own connections
     provisioner = RecordingProvisioner()
     settings = Settings(
